@@ -1,0 +1,240 @@
+"""W2SD as a ComfyUI guider: every model call is routed to the main, strong or weak side.
+
+Weak-to-Strong Diffusion with Reflection, arXiv 2502.00473. The sampler function is wrapped with
+`w2sd_core.sample_with_reflection`; the strong and weak denoisers it receives are the usual ComfyUI
+model function with a role placed in `transformer_options`, and `predict_noise` picks the side's model,
+conds and cfg from that role. Side conds live in `self.conds` under extra keys so ComfyUI's own
+prepare/process/cleanup handle a ControlNet attached to one side.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from functools import partial
+from typing import Any
+
+import comfy.model_patcher
+import comfy.patcher_extension
+import comfy.samplers
+import torch
+
+from ..w2sd_core import ReflectionDiagnostics, ReflectionWindow, planned_nfe, sample_with_reflection
+from .pair import ROLES, Side, W2SDPair
+
+log = logging.getLogger(__name__)
+
+ROLE_KEY = "w2sd_role"
+MODES = ("w2sd", "s2wd", "resample", "resample_aligned")
+INVERSIONS = ("explicit", "fixed_point", "reference")
+
+# Model evaluations per step of ComfyUI's samplers that evaluate more than once per step (for the
+# progress bar total only; the bar is clamped, so an estimate that is a little off is harmless).
+EVALS_PER_STEP = {
+    "heun": 2, "heunpp2": 3, "dpm_2": 2, "dpm_2_ancestral": 2, "dpmpp_2s_ancestral": 2,
+    "dpmpp_2s_ancestral_cfg_pp": 2, "dpmpp_sde": 2, "dpmpp_sde_gpu": 2, "seeds_2": 2, "seeds_3": 3,
+    "sa_solver_pece": 2, "gradient_estimation": 1,
+}
+
+
+@dataclass(frozen=True)
+class ReflectionSettings:
+    window: ReflectionWindow
+    mode: str = "w2sd"
+    inversion: str = "explicit"
+    inversion_iters: int = 0
+    evals_per_step: int = 1
+
+    def __post_init__(self) -> None:
+        if self.mode not in MODES:
+            raise ValueError(f"mode={self.mode!r} is not one of {', '.join(MODES)}")
+        if self.inversion not in INVERSIONS:
+            raise ValueError(f"inversion={self.inversion!r} is not one of {', '.join(INVERSIONS)}")
+        if self.inversion_iters < 0:
+            raise ValueError(f"inversion_iters={self.inversion_iters} must be 0 or more")
+
+    @property
+    def core_inversion(self) -> tuple[str, int]:
+        """(inversion kind, fixed-point iterations) as w2sd_core takes them."""
+        if self.inversion == "fixed_point":
+            return "explicit", max(self.inversion_iters, 1)
+        return self.inversion, 0
+
+
+def model_label(patcher: Any) -> str:
+    return type(getattr(patcher, "model", patcher)).__name__
+
+
+def check_same_family(main: Any, side: Any, role: str) -> None:
+    """Strong and weak must share the latent space and the noise parametrization of the main model."""
+    a, b = main.model, side.model
+    checks = (
+        ("latent format", type(a.latent_format).__name__, type(b.latent_format).__name__),
+        ("prediction type", type(a.model_sampling).__name__, type(b.model_sampling).__name__),
+    )
+    for what, mine, theirs in checks:
+        if mine != theirs:
+            raise ValueError(
+                f"W2SD pair: the {role} model ({model_label(side)}) has {what} {theirs}, but the sampler's model "
+                f"({model_label(main)}) has {mine}. Strong, weak and main must be the same model family "
+                "(e.g. SD1.5 with SD1.5 fine-tunes, SDXL with SDXL); mixing families gives garbage."
+            )
+
+
+class W2SDGuider(comfy.samplers.CFGGuider):
+    """CFGGuider whose sampler reflects with a weak/strong pair during the reflection window."""
+
+    def __init__(self, model_patcher: Any, pair: W2SDPair, settings: ReflectionSettings):
+        self.pair = pair
+        self.settings = settings
+        self.main_model = model_patcher
+        self.separate_models = self._separate_models(model_patcher, pair)
+        if self.separate_models:
+            # One load call for all checkpoints, so neither evicts the other between steps.
+            model_patcher = model_patcher.clone()
+            model_patcher.set_additional_models("w2sd_pair", list(self.separate_models))
+        super().__init__(model_patcher)
+        self.diagnostics: ReflectionDiagnostics | None = None
+        self.nfe_done = 0
+
+    @staticmethod
+    def _separate_models(main: Any, pair: W2SDPair) -> list[Any]:
+        """Side models that must be loaded beside the main one (a different checkpoint)."""
+        found: list[Any] = []
+        for role in ROLES:
+            model = pair.side(role).model
+            if model is None or model is main or main.clone_has_same_weights(model):
+                continue
+            if model.is_clone(main) or any(model.is_clone(m) for m in found):
+                raise ValueError(
+                    f"W2SD pair: the {role} model is the sampler's model with other weight patches (e.g. a LoRA "
+                    "loaded with LoraLoader or a W2SD LoRA split whose MODEL output is not wired to this "
+                    "sampler). ComfyUI would re-patch every weight on each switch. Use the W2SD LoRA-scale "
+                    "splitter and connect its MODEL output to the sampler's model input (set its main scale "
+                    "to 0 for a LoRA-free regular step)."
+                )
+            check_same_family(main, model, role)
+            if all(model is not m for m in found):
+                found.append(model)
+        return found
+
+    # --- conds -----------------------------------------------------------------------------------
+    def set_conds(self, positive: Any, negative: Any) -> None:
+        super().set_conds(positive, negative)
+        extra = {}
+        for role in ROLES:
+            side = self.pair.side(role)
+            for kind in ("positive", "negative"):
+                cond = getattr(side, kind)
+                if cond is not None:
+                    check_conditioning(cond, f"{role}_{kind}")
+                    extra[cond_key(role, kind)] = cond
+        if extra:
+            self.inner_set_conds(extra)
+
+    # --- model calls -----------------------------------------------------------------------------
+    def predict_noise(self, x: torch.Tensor, timestep: torch.Tensor, model_options: dict = {}, seed: Any = None, **kwargs: Any) -> torch.Tensor:  # noqa: B006 (ComfyUI's signature)
+        role = model_options.get("transformer_options", {}).get(ROLE_KEY)
+        if role not in ROLES:
+            return super().predict_noise(x, timestep, model_options, seed, **kwargs)
+        side: Side = self.pair.side(role)
+        model = self.inner_model
+        if any(side.model is m for m in self.separate_models):
+            model = side.model.model
+        if role in self.side_options:
+            model_options = self.side_options[role]
+        positive = self.conds.get(cond_key(role, "positive"), self.conds.get("positive"))
+        negative = self.conds.get(cond_key(role, "negative"), self.conds.get("negative"))
+        cfg = self.cfg if side.cfg is None else side.cfg
+        if cfg == 0:
+            # cfg 0 is the unconditional prediction alone: one pass instead of two.
+            positive, cfg = negative, 1.0
+        return comfy.samplers.sampling_function(model, x, timestep, negative, positive, cfg, model_options=model_options, seed=seed)
+
+    # --- sampling --------------------------------------------------------------------------------
+    def inner_sample(self, noise, latent_image, device, sampler, sigmas, denoise_mask, callback, disable_pbar, seed, **kwargs):  # type: ignore[no-untyped-def]
+        if not hasattr(sampler, "sampler_function"):
+            raise ValueError(
+                f"W2SD needs a k-diffusion style SAMPLER (KSamplerSelect, the SDE sampler nodes, ...); got {type(sampler).__name__}."
+            )
+        self.side_options = {
+            role: self._side_model_options(self.pair.side(role).model, role, sigmas)
+            for role in ROLES
+            if self.pair.side(role).model is not None and self.pair.side(role).model is not self.main_model
+        }
+        self.diagnostics = ReflectionDiagnostics()
+        inversion, iters = self.settings.core_inversion
+        steps = len(sigmas) - 1
+        reflected = sum(self.settings.window.mask(sigmas))
+        total = planned_nfe(
+            steps, reflected, inversion_iters=iters, mode=self.settings.mode, evals_per_step=self.settings.evals_per_step
+        )
+        self.nfe_done = 0
+
+        def count_and_report(i: int, x0: torch.Tensor, x: torch.Tensor, _steps: int) -> None:
+            self.nfe_done = i + 1
+            if callback is not None:
+                callback(i, x0, x, total)
+
+        function = partial(
+            w2sd_sampler_function,
+            inner=sampler.sampler_function,
+            window=self.settings.window,
+            mode=self.settings.mode,
+            inversion=inversion,
+            inversion_iters=iters,
+            diagnostics=self.diagnostics,
+        )
+        wrapped = comfy.samplers.KSAMPLER(function, sampler.extra_options, sampler.inpaint_options)
+        for m in self.separate_models:
+            m.pre_run()
+        try:
+            return super().inner_sample(noise, latent_image, device, wrapped, sigmas, denoise_mask, count_and_report, disable_pbar, seed, **kwargs)
+        finally:
+            for m in self.separate_models:
+                m.cleanup()
+
+    @staticmethod
+    def _side_model_options(model: Any, role: str, sigmas: torch.Tensor) -> dict:
+        """model_options for a side with a patcher of its own: its patches, wrappers and the role."""
+        options = comfy.model_patcher.create_model_options_clone(model.model_options)
+        to = options.setdefault("transformer_options", {})
+        comfy.patcher_extension.merge_nested_dicts(to.setdefault("wrappers", {}), model.wrappers, copy_dict1=False)
+        comfy.patcher_extension.merge_nested_dicts(to.setdefault("callbacks", {}), model.callbacks, copy_dict1=False)
+        to["sample_sigmas"] = sigmas
+        to[ROLE_KEY] = role
+        return options
+
+
+def cond_key(role: str, kind: str) -> str:
+    return f"w2sd_{role}_{kind}"
+
+
+def check_conditioning(cond: Any, name: str) -> None:
+    if not isinstance(cond, list) or len(cond) == 0:
+        raise ValueError(f"W2SD pair: {name} is empty conditioning; connect a CLIP Text Encode output or leave it unconnected.")
+
+
+def with_role(extra_args: dict, role: str) -> dict:
+    """extra_args whose model_options carry the role; shallow copies, nothing shared is changed."""
+    options = dict(extra_args.get("model_options", {}))
+    options["transformer_options"] = {**options.get("transformer_options", {}), ROLE_KEY: role}
+    return {**extra_args, "model_options": options}
+
+
+def w2sd_sampler_function(model, x, sigmas, extra_args=None, callback=None, disable=None, *, inner, window, mode, inversion, inversion_iters, diagnostics, **options):  # type: ignore[no-untyped-def]
+    """A k-diffusion sampler function: `inner` with W2SD reflections in the window."""
+    extra_args = {} if extra_args is None else extra_args
+    strong_args, weak_args = with_role(extra_args, "strong"), with_role(extra_args, "weak")
+
+    def strong(v: torch.Tensor, sigma: torch.Tensor) -> torch.Tensor:
+        return model(v, sigma, **strong_args)
+
+    def weak(v: torch.Tensor, sigma: torch.Tensor) -> torch.Tensor:
+        return model(v, sigma, **weak_args)
+
+    return sample_with_reflection(
+        inner, model, x, sigmas, extra_args, callback, disable,
+        strong=strong, weak=weak, window=window, mode=mode, inversion=inversion,
+        inversion_iters=inversion_iters, seed=extra_args.get("seed"), diagnostics=diagnostics, **options,
+    )
