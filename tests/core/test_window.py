@@ -1,0 +1,76 @@
+"""ReflectionWindow: steps, sigma range and percent windows; the step into sigma 0 never reflects."""
+
+import math
+
+import pytest
+import torch
+
+from w2sd_core import ReflectionWindow
+
+SIGMAS = [14.0, 8.0, 4.0, 2.0, 1.0, 0.5, 0.25, 0.1, 0.05, 0.02, 0.0]  # 10 steps
+
+
+def test_steps_window_is_the_first_n_steps() -> None:
+    assert ReflectionWindow.steps(3).mask(SIGMAS) == [True] * 3 + [False] * 7
+    assert ReflectionWindow.steps(0).mask(SIGMAS) == [False] * 10
+    assert ReflectionWindow.steps(9).count(SIGMAS) == 9
+
+
+def test_steps_window_never_reaches_sigma_zero() -> None:
+    with pytest.raises(ValueError, match=r"reflection steps=10 .*\(allowed: 0\.\.9"):
+        ReflectionWindow.steps(10).mask(SIGMAS)
+
+
+def test_a_schedule_that_stops_above_zero_can_reflect_its_last_step() -> None:
+    # The first half of a split schedule (SplitSigmas): its last step does not go into 0.
+    assert ReflectionWindow.steps(5).mask(SIGMAS[:6]) == [True] * 5
+
+
+def test_percent_is_a_fraction_of_the_steps() -> None:
+    # Step i is in the window when start <= i / T < end.
+    assert ReflectionWindow.percent(0.0, 0.5).mask(SIGMAS) == [True] * 5 + [False] * 5
+    assert ReflectionWindow.percent(0.3, 0.6).mask(SIGMAS) == [False] * 3 + [True] * 3 + [False] * 4
+    assert ReflectionWindow.percent(0.0, 1.0).mask(SIGMAS) == [True] * 9 + [False]
+    assert ReflectionWindow.percent(0.4, 0.4).count(SIGMAS) == 0
+
+
+def test_sigma_range_selects_by_the_steps_starting_sigma() -> None:
+    assert ReflectionWindow.sigma_range(4.0, 1.0).mask(SIGMAS) == [False, False, True, True, True] + [False] * 5
+    assert ReflectionWindow.sigma_range(math.inf, 0.0).count(SIGMAS) == 9
+
+
+def test_mask_takes_a_tensor_schedule() -> None:
+    sigmas = torch.tensor(SIGMAS)
+    assert ReflectionWindow.percent(0.0, 0.5).mask(sigmas) == ReflectionWindow.steps(5).mask(SIGMAS)
+
+
+def test_degenerate_schedules() -> None:
+    assert ReflectionWindow.steps(0).mask([1.0]) == []
+    assert ReflectionWindow.percent(0, 1).mask([3.0, 0.0]) == [False]
+    with pytest.raises(ValueError, match="1-D schedule"):
+        ReflectionWindow.steps(1).mask(torch.zeros(2, 2))
+
+
+@pytest.mark.parametrize(
+    ("make", "message"),
+    [
+        (lambda: ReflectionWindow.steps(-1), r"reflection steps=-1 must be a whole number, 0 or more"),
+        (lambda: ReflectionWindow.steps(2.5), r"reflection steps=2\.5 must be a whole number"),
+        (lambda: ReflectionWindow.percent(0.0, 1.5), r"reflection end_percent=1\.5 is outside 0\.\.1"),
+        (lambda: ReflectionWindow.percent(-0.1, 0.5), r"reflection start_percent=-0\.1 is outside 0\.\.1"),
+        (lambda: ReflectionWindow.percent(0.7, 0.2), r"start_percent=0\.7 is after end_percent=0\.2"),
+        (lambda: ReflectionWindow.percent(math.nan, 0.2), r"start_percent=nan is not a number"),
+        (lambda: ReflectionWindow.sigma_range(1.0, 2.0), r"sigma hi=1\.0 is below lo=2\.0"),
+        (lambda: ReflectionWindow.sigma_range(1.0, -1.0), r"sigma lo=-1\.0 is outside 0\.\.inf"),
+        (lambda: ReflectionWindow("zigzag"), r"kind='zigzag' is not one of steps, sigma, percent"),
+    ],
+)
+def test_invalid_windows_say_what_is_allowed(make, message) -> None:  # type: ignore[no-untyped-def]
+    with pytest.raises(ValueError, match=message):
+        make()
+
+
+def test_describe() -> None:
+    assert ReflectionWindow.steps(4).describe() == "first 4 steps"
+    assert ReflectionWindow.percent(0, 0.5).describe() == "steps 0%..50%"
+    assert ReflectionWindow.sigma_range(10, 1).describe() == "sigma 1..10"

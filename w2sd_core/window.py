@@ -1,0 +1,125 @@
+"""Which steps reflect: the first n steps (the paper's lambda), a sigma range, or start/end percent.
+
+The paper reflects the first lambda steps (official code: lambda = T - 1). Late, low-noise reflections
+amplify fine-detail disagreements between the two models, so windows by sigma or by percent of the
+schedule are offered as well. The step into sigma 0 is never in a window: the weak inversion would have
+to start from a clean sample.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from torch import Tensor
+
+KINDS = ("steps", "sigma", "percent")
+
+
+def _number(name: str, value: object, allowed: str) -> float:
+    if isinstance(value, bool) or not isinstance(value, int | float) or math.isnan(value):
+        raise ValueError(f"reflection {name}={value!r} is not a number ({allowed})")
+    return float(value)
+
+
+def schedule_values(sigmas: Tensor | Sequence[float]) -> list[float]:
+    """The sigmas as python floats, read from the device once (never per step)."""
+    if isinstance(sigmas, Tensor):
+        if sigmas.ndim != 1:
+            raise ValueError(f"sigmas must be a 1-D schedule, got a tensor of shape {tuple(sigmas.shape)}")
+        values: list[float] = sigmas.tolist()
+        return values
+    return [float(s) for s in sigmas]
+
+
+@dataclass(frozen=True)
+class ReflectionWindow:
+    """The set of sampling steps that are preceded by a reflection.
+
+    Build one with `ReflectionWindow.steps(n)`, `.sigma_range(hi, lo)` or `.percent(start, end)`.
+    Step i goes from `sigmas[i]` to `sigmas[i + 1]`, of T = len(sigmas) - 1 steps.
+    """
+
+    kind: str
+    reflect_steps: int = 0
+    hi: float = math.inf
+    lo: float = 0.0
+    start: float = 0.0
+    end: float = 1.0
+
+    def __post_init__(self) -> None:
+        if self.kind not in KINDS:
+            raise ValueError(f"reflection window kind={self.kind!r} is not one of {', '.join(KINDS)}")
+        if self.kind == "steps":
+            n = self.reflect_steps
+            if isinstance(n, bool) or not isinstance(n, int) or n < 0:
+                raise ValueError(f"reflection steps={n!r} must be a whole number, 0 or more")
+        elif self.kind == "sigma":
+            hi = _number("sigma hi", self.hi, "allowed: hi >= lo >= 0")
+            lo = _number("sigma lo", self.lo, "allowed: hi >= lo >= 0")
+            if lo < 0 or math.isinf(lo):
+                raise ValueError(f"reflection sigma lo={lo} is outside 0..inf (allowed: hi >= lo >= 0)")
+            if hi < lo:
+                raise ValueError(f"reflection sigma hi={hi} is below lo={lo} (allowed: hi >= lo >= 0)")
+        else:
+            for name, value in (("start_percent", self.start), ("end_percent", self.end)):
+                v = _number(name, value, "allowed: 0..1")
+                if not 0.0 <= v <= 1.0:
+                    raise ValueError(f"reflection {name}={v} is outside 0..1")
+            if self.start > self.end:
+                raise ValueError(
+                    f"reflection start_percent={self.start} is after end_percent={self.end} "
+                    "(allowed: 0 <= start_percent <= end_percent <= 1)"
+                )
+
+    @classmethod
+    def steps(cls, n: int) -> ReflectionWindow:
+        """The first n steps: the paper's lambda (Alg. 1 reflects while t > T - lambda)."""
+        return cls("steps", reflect_steps=n)
+
+    @classmethod
+    def sigma_range(cls, hi: float, lo: float) -> ReflectionWindow:
+        """Steps whose starting sigma lies in [lo, hi] (hi may be inf)."""
+        return cls("sigma", hi=hi, lo=lo)
+
+    @classmethod
+    def percent(cls, start: float, end: float) -> ReflectionWindow:
+        """Steps i with `start <= i / T < end`: a fraction of the steps, not of sigma or timestep.
+
+        `percent(0, 1)` is every step but the last; `percent(0, 0.5)` the first half of the steps.
+        """
+        return cls("percent", start=start, end=end)
+
+    def mask(self, sigmas: Tensor | Sequence[float]) -> list[bool]:
+        """One flag per step (`len(sigmas) - 1` of them): True where that step is reflected."""
+        values = schedule_values(sigmas)
+        total = len(values) - 1
+        # A reflection inverts back up from sigma_next, so it needs sigma_next > 0.
+        allowed = [values[i + 1] > 0 for i in range(total)]
+        if self.kind == "steps":
+            n = self.reflect_steps
+            if not all(allowed[:n]) or n > total:
+                can = next((i for i, ok in enumerate(allowed) if not ok), total)
+                raise ValueError(
+                    f"reflection steps={n} is more than this schedule allows: it has {total} steps and its "
+                    f"first {can} can reflect (allowed: 0..{can}; the step into sigma 0 never reflects)"
+                )
+            chosen = [i < n for i in range(total)]
+        elif self.kind == "sigma":
+            chosen = [self.lo <= values[i] <= self.hi for i in range(total)]
+        else:
+            chosen = [self.start <= i / total < self.end for i in range(total)]
+        return [c and a for c, a in zip(chosen, allowed, strict=True)]
+
+    def count(self, sigmas: Tensor | Sequence[float]) -> int:
+        """How many steps of this schedule the window reflects."""
+        return sum(self.mask(sigmas))
+
+    def describe(self) -> str:
+        """A short human-readable form for logs and plot titles."""
+        if self.kind == "steps":
+            return f"first {self.reflect_steps} steps"
+        if self.kind == "sigma":
+            return f"sigma {self.lo:g}..{self.hi:g}"
+        return f"steps {self.start:.0%}..{self.end:.0%}"

@@ -1,0 +1,196 @@
+"""W2SD reflections around any k-diffusion-style sampler (Bai et al., arXiv 2502.00473, Alg. 1-3).
+
+`sampler_fn(model, x, sigmas, extra_args, callback, disable, **options)` keeps doing its own steps. Each
+step in the window is preceded by a reflection (or a Re-Sampling) and taken as a one-step call of the
+inner sampler; each run of steps outside the window is one call, so multistep solvers keep their history
+there. Inside the window the history restarts every step (DPM++ 2M falls back to its first-order step).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import torch
+from torch import Tensor
+
+from .diagnostics import ReflectionDiagnostics
+from .reflection import check_inversion, invert, reflect
+from .resampling import aligned_noise, draw_noise, renoise
+from .steps import Denoiser, denoise_step
+from .window import ReflectionWindow, schedule_values
+
+MODES = ("w2sd", "s2wd", "resample", "resample_aligned")
+
+SamplerFn = Callable[..., Tensor]
+Callback = Callable[[dict[str, Any]], None]
+
+# Re-Sampling noise comes from its own stream: a generator seeded with the bare seed would replay the
+# initial latent noise (ComfyUI draws that from a CPU generator seeded the same way).
+RESAMPLE_STREAM = 0x5732_5344  # "W2SD"
+_SEED_SPAN = 2**64
+
+
+def _offset_seed(seed: int, offset: int) -> int:
+    """`seed + offset` kept in the range torch.Generator.manual_seed accepts; offset 0 leaves it as is."""
+    if offset == 0:
+        return seed
+    out = seed + offset
+    return out - _SEED_SPAN if out >= _SEED_SPAN else out
+
+
+class EvaluationCounter:
+    """Numbers every model evaluation (main, strong and weak) and reports each one to the callback."""
+
+    def __init__(self, callback: Callback | None) -> None:
+        self.callback = callback
+        self.count = 0
+
+    def report(self, role: str, x: Tensor, sigma: Tensor, denoised: Tensor) -> None:
+        if self.callback is not None:
+            self.callback(
+                {
+                    "i": self.count,
+                    "x": x,
+                    "denoised": denoised,
+                    "sigma": sigma,
+                    "sigma_hat": sigma,
+                    "role": role,
+                }
+            )
+        self.count += 1
+
+    def denoiser(self, denoise: Denoiser, role: str) -> Denoiser:
+        """`denoise` with each call counted and reported under `role`."""
+
+        def counted(x: Tensor, sigma: Tensor) -> Tensor:
+            denoised = denoise(x, sigma)
+            self.report(role, x, sigma, denoised)
+            return denoised
+
+        return counted
+
+
+class CountingModel:
+    """The main model as the inner sampler sees it: evaluations are counted, attributes forwarded.
+
+    ComfyUI samplers read e.g. `model.inner_model.inner_model.model_sampling`; those reads go through.
+    """
+
+    def __init__(self, model: Callable[..., Tensor], counter: EvaluationCounter, role: str = "main") -> None:
+        self.model = model
+        self.counter = counter
+        self.role = role
+
+    def __call__(self, x: Tensor, sigma: Tensor, **kwargs: Any) -> Tensor:
+        denoised = self.model(x, sigma, **kwargs)
+        self.counter.report(self.role, x, sigma, denoised)
+        return denoised
+
+    def __getattr__(self, name: str) -> Any:
+        # Only reached for names not set in __init__; guard them against recursion (copy, pickle).
+        if name in ("model", "counter", "role"):
+            raise AttributeError(name)
+        return getattr(self.model, name)
+
+
+def _reflect_step(
+    mode: str,
+    x: Tensor,
+    sigma: Tensor,
+    sigma_next: Tensor,
+    strong: Denoiser,
+    weak: Denoiser,
+    inversion_iters: int,
+    inversion: str,
+    generator: torch.Generator | None,
+) -> Tensor:
+    """The latent the window step starts from: reflected (W2SD / S2WD) or re-sampled (Alg. 2 / 3)."""
+    if mode in ("w2sd", "s2wd"):
+        return reflect(x, sigma, sigma_next, strong, weak, inversion_iters, inversion)
+    assert generator is not None
+    x_down = denoise_step(x, sigma, sigma_next, strong)
+    if mode == "resample":
+        noise = draw_noise(x, generator)
+    else:
+        x_tilde = invert(x_down, sigma, sigma_next, weak, inversion_iters, inversion)
+        noise = aligned_noise(x_tilde - x, generator)
+    return renoise(x_down, sigma, sigma_next, noise)
+
+
+@torch.no_grad()
+def sample_with_reflection(
+    sampler_fn: SamplerFn,
+    model: Callable[..., Tensor],
+    x: Tensor,
+    sigmas: Tensor,
+    extra_args: dict[str, Any] | None = None,
+    callback: Callback | None = None,
+    disable: bool | None = None,
+    *,
+    strong: Denoiser,
+    weak: Denoiser,
+    window: ReflectionWindow,
+    mode: str = "w2sd",
+    inversion_iters: int = 0,
+    inversion: str = "explicit",
+    seed: int | None = None,
+    diagnostics: ReflectionDiagnostics | None = None,
+    **options: Any,
+) -> Tensor:
+    """Runs `sampler_fn` over `sigmas` with W2SD reflections before each step in `window`.
+
+    `model(x, sigma, **extra_args)` is the main model (it takes the sampler's own steps); `strong` and
+    `weak` are denoisers `D(x, sigma)`. `mode`: "w2sd" (Alg. 1), "s2wd" (roles swapped, a sanity
+    check that should look worse), "resample" (vanilla Re-Sampling, Alg. 2) or "resample_aligned"
+    (Alg. 3). Window step i is a one-step call on `sigmas[i:i+2]`; runs of steps outside the window are
+    one call each. Each call gets a copy of `extra_args` whose "seed" (from `seed`, else
+    `extra_args["seed"]`) is offset by the index of its first step, so ancestral/SDE noise differs per
+    step and is reproducible. One-step calls get `disable=True` (progress is reported per evaluation
+    through `callback`). An empty window is one plain call over the whole schedule.
+    """
+    if mode not in MODES:
+        raise ValueError(f"mode={mode!r} is not one of {', '.join(MODES)}")
+    check_inversion(inversion, inversion_iters)
+    extra_args = {} if extra_args is None else extra_args
+    values = schedule_values(sigmas)  # the one host read of the schedule
+    mask = window.mask(values)
+    total = len(values) - 1
+
+    counter = EvaluationCounter(callback)
+    main = CountingModel(model, counter)
+    strong_c, weak_c = counter.denoiser(strong, "strong"), counter.denoiser(weak, "weak")
+    if mode == "s2wd":
+        strong_c, weak_c = weak_c, strong_c
+    base_seed = seed if seed is not None else extra_args.get("seed")
+
+    def args_from(step: int) -> dict[str, Any]:
+        args = dict(extra_args)  # never change the caller's dict
+        if base_seed is not None:
+            args["seed"] = _offset_seed(base_seed, step)
+        return args
+
+    if not any(mask):
+        return sampler_fn(main, x, sigmas, args_from(0), None, disable, **options)
+
+    generator = None
+    if mode.startswith("resample"):
+        resample_seed = _offset_seed(base_seed or 0, RESAMPLE_STREAM) % _SEED_SPAN
+        generator = torch.Generator("cpu").manual_seed(resample_seed)
+    i = 0
+    while i < total:
+        if mask[i]:
+            x_new = _reflect_step(
+                mode, x, sigmas[i], sigmas[i + 1], strong_c, weak_c, inversion_iters, inversion, generator
+            )
+            if diagnostics is not None:
+                diagnostics.record(i, values[i], x, x_new)
+            x = sampler_fn(main, x_new, sigmas[i : i + 2], args_from(i), None, True, **options)
+            i += 1
+        else:
+            end = i
+            while end < total and not mask[end]:
+                end += 1
+            x = sampler_fn(main, x, sigmas[i : end + 1], args_from(i), None, disable, **options)
+            i = end
+    return x
