@@ -31,9 +31,18 @@ INVERSIONS = ("explicit", "fixed_point", "reference")
 # Model evaluations per step of ComfyUI's samplers that evaluate more than once per step (for the
 # progress bar total only; the bar is clamped, so an estimate that is a little off is harmless).
 EVALS_PER_STEP = {
-    "heun": 2, "heunpp2": 3, "dpm_2": 2, "dpm_2_ancestral": 2, "dpmpp_2s_ancestral": 2,
-    "dpmpp_2s_ancestral_cfg_pp": 2, "dpmpp_sde": 2, "dpmpp_sde_gpu": 2, "seeds_2": 2, "seeds_3": 3,
-    "sa_solver_pece": 2, "gradient_estimation": 1,
+    "heun": 2,
+    "heunpp2": 3,
+    "dpm_2": 2,
+    "dpm_2_ancestral": 2,
+    "dpmpp_2s_ancestral": 2,
+    "dpmpp_2s_ancestral_cfg_pp": 2,
+    "dpmpp_sde": 2,
+    "dpmpp_sde_gpu": 2,
+    "seeds_2": 2,
+    "seeds_3": 3,
+    "sa_solver_pece": 2,
+    "gradient_estimation": 1,
 }
 
 
@@ -133,7 +142,14 @@ class W2SDGuider(comfy.samplers.CFGGuider):
             self.inner_set_conds(extra)
 
     # --- model calls -----------------------------------------------------------------------------
-    def predict_noise(self, x: torch.Tensor, timestep: torch.Tensor, model_options: dict = {}, seed: Any = None, **kwargs: Any) -> torch.Tensor:  # noqa: B006 (ComfyUI's signature)
+    def predict_noise(
+        self,
+        x: torch.Tensor,
+        timestep: torch.Tensor,
+        model_options: dict = {},
+        seed: Any = None,
+        **kwargs: Any,
+    ) -> torch.Tensor:  # noqa: B006 (ComfyUI's signature)
         role = model_options.get("transformer_options", {}).get(ROLE_KEY)
         if role not in ROLES:
             return super().predict_noise(x, timestep, model_options, seed, **kwargs)
@@ -149,10 +165,24 @@ class W2SDGuider(comfy.samplers.CFGGuider):
         if cfg == 0:
             # cfg 0 is the unconditional prediction alone: one pass instead of two.
             positive, cfg = negative, 1.0
-        return comfy.samplers.sampling_function(model, x, timestep, negative, positive, cfg, model_options=model_options, seed=seed)
+        return comfy.samplers.sampling_function(
+            model, x, timestep, negative, positive, cfg, model_options=model_options, seed=seed
+        )
 
     # --- sampling --------------------------------------------------------------------------------
-    def inner_sample(self, noise, latent_image, device, sampler, sigmas, denoise_mask, callback, disable_pbar, seed, **kwargs):  # type: ignore[no-untyped-def]
+    def inner_sample(
+        self,
+        noise,
+        latent_image,
+        device,
+        sampler,
+        sigmas,
+        denoise_mask,
+        callback,
+        disable_pbar,
+        seed,
+        **kwargs,
+    ):  # type: ignore[no-untyped-def]
         if not hasattr(sampler, "sampler_function"):
             raise ValueError(
                 f"W2SD needs a k-diffusion style SAMPLER (KSamplerSelect, the SDE sampler nodes, ...); got {type(sampler).__name__}."
@@ -167,7 +197,11 @@ class W2SDGuider(comfy.samplers.CFGGuider):
         steps = len(sigmas) - 1
         reflected = sum(self.settings.window.mask(sigmas))
         total = planned_nfe(
-            steps, reflected, inversion_iters=iters, mode=self.settings.mode, evals_per_step=self.settings.evals_per_step
+            steps,
+            reflected,
+            inversion_iters=iters,
+            mode=self.settings.mode,
+            evals_per_step=self.settings.evals_per_step,
         )
         self.nfe_done = 0
 
@@ -189,7 +223,18 @@ class W2SDGuider(comfy.samplers.CFGGuider):
         for m in self.separate_models:
             m.pre_run()
         try:
-            return super().inner_sample(noise, latent_image, device, wrapped, sigmas, denoise_mask, count_and_report, disable_pbar, seed, **kwargs)
+            return super().inner_sample(
+                noise,
+                latent_image,
+                device,
+                wrapped,
+                sigmas,
+                denoise_mask,
+                count_and_report,
+                disable_pbar,
+                seed,
+                **kwargs,
+            )
         finally:
             for m in self.separate_models:
                 m.cleanup()
@@ -199,8 +244,12 @@ class W2SDGuider(comfy.samplers.CFGGuider):
         """model_options for a side with a patcher of its own: its patches, wrappers and the role."""
         options = comfy.model_patcher.create_model_options_clone(model.model_options)
         to = options.setdefault("transformer_options", {})
-        comfy.patcher_extension.merge_nested_dicts(to.setdefault("wrappers", {}), model.wrappers, copy_dict1=False)
-        comfy.patcher_extension.merge_nested_dicts(to.setdefault("callbacks", {}), model.callbacks, copy_dict1=False)
+        comfy.patcher_extension.merge_nested_dicts(
+            to.setdefault("wrappers", {}), model.wrappers, copy_dict1=False
+        )
+        comfy.patcher_extension.merge_nested_dicts(
+            to.setdefault("callbacks", {}), model.callbacks, copy_dict1=False
+        )
         to["sample_sigmas"] = sigmas
         to[ROLE_KEY] = role
         return options
@@ -212,7 +261,9 @@ def cond_key(role: str, kind: str) -> str:
 
 def check_conditioning(cond: Any, name: str) -> None:
     if not isinstance(cond, list) or len(cond) == 0:
-        raise ValueError(f"W2SD pair: {name} is empty conditioning; connect a CLIP Text Encode output or leave it unconnected.")
+        raise ValueError(
+            f"W2SD pair: {name} is empty conditioning; connect a CLIP Text Encode output or leave it unconnected."
+        )
 
 
 def with_role(extra_args: dict, role: str) -> dict:
@@ -222,7 +273,22 @@ def with_role(extra_args: dict, role: str) -> dict:
     return {**extra_args, "model_options": options}
 
 
-def w2sd_sampler_function(model, x, sigmas, extra_args=None, callback=None, disable=None, *, inner, window, mode, inversion, inversion_iters, diagnostics, **options):  # type: ignore[no-untyped-def]
+def w2sd_sampler_function(
+    model,
+    x,
+    sigmas,
+    extra_args=None,
+    callback=None,
+    disable=None,
+    *,
+    inner,
+    window,
+    mode,
+    inversion,
+    inversion_iters,
+    diagnostics,
+    **options,
+):  # type: ignore[no-untyped-def]
     """A k-diffusion sampler function: `inner` with W2SD reflections in the window."""
     extra_args = {} if extra_args is None else extra_args
     strong_args, weak_args = with_role(extra_args, "strong"), with_role(extra_args, "weak")
@@ -234,7 +300,20 @@ def w2sd_sampler_function(model, x, sigmas, extra_args=None, callback=None, disa
         return model(v, sigma, **weak_args)
 
     return sample_with_reflection(
-        inner, model, x, sigmas, extra_args, callback, disable,
-        strong=strong, weak=weak, window=window, mode=mode, inversion=inversion,
-        inversion_iters=inversion_iters, seed=extra_args.get("seed"), diagnostics=diagnostics, **options,
+        inner,
+        model,
+        x,
+        sigmas,
+        extra_args,
+        callback,
+        disable,
+        strong=strong,
+        weak=weak,
+        window=window,
+        mode=mode,
+        inversion=inversion,
+        inversion_iters=inversion_iters,
+        seed=extra_args.get("seed"),
+        diagnostics=diagnostics,
+        **options,
     )

@@ -26,7 +26,11 @@ class Side:
 
     def merged(self, other: Side) -> Side:
         """This side with every field that `other` sets taken from `other`."""
-        changes = {k: getattr(other, k) for k in ("model", "positive", "negative", "cfg") if getattr(other, k) is not None}
+        changes = {
+            k: getattr(other, k)
+            for k in ("model", "positive", "negative", "cfg")
+            if getattr(other, k) is not None
+        }
         return replace(self, **changes)
 
 

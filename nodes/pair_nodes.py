@@ -12,7 +12,7 @@ import comfy.utils
 import folder_paths
 
 from .lora_scales import lora_clip, make_lora_scale_model
-from .pair import PAIR_TYPE, Side, W2SDPair, incoming_pair
+from .pair import PAIR_TYPE, Side, incoming_pair
 
 STACK_TOOLTIP = "An optional pair to stack on: this node overrides only what it sets."
 SIDE_CFG_TOOLTIP = "cfg of this side during reflections; -1 = the sampler's cfg. 0 evaluates the unconditional prediction only (one pass)."
@@ -32,14 +32,54 @@ class W2SDModelPair:
         return {
             "required": {},
             "optional": {
-                "strong_model": ("MODEL", {"tooltip": "The strong side's model, e.g. a fine-tune (DreamShaper, Juggernaut-XL) or the model with a patch. Empty = the sampler's model."}),
-                "weak_model": ("MODEL", {"tooltip": "The weak side's model, e.g. the base (SD1.5, SDXL). Must be the same family as the strong one. Empty = the sampler's model."}),
-                "strong_positive": ("CONDITIONING", {"tooltip": "Strong side prompt, e.g. a refined/detailed prompt or one with ControlNet applied. Empty = the sampler's."}),
+                "strong_model": (
+                    "MODEL",
+                    {
+                        "tooltip": "The strong side's model, e.g. a fine-tune (DreamShaper, Juggernaut-XL) or the model with a patch. Empty = the sampler's model."
+                    },
+                ),
+                "weak_model": (
+                    "MODEL",
+                    {
+                        "tooltip": "The weak side's model, e.g. the base (SD1.5, SDXL). Must be the same family as the strong one. Empty = the sampler's model."
+                    },
+                ),
+                "strong_positive": (
+                    "CONDITIONING",
+                    {
+                        "tooltip": "Strong side prompt, e.g. a refined/detailed prompt or one with ControlNet applied. Empty = the sampler's."
+                    },
+                ),
                 "strong_negative": ("CONDITIONING",),
-                "weak_positive": ("CONDITIONING", {"tooltip": "Weak side prompt, e.g. the raw prompt without ControlNet. Empty = the sampler's."}),
+                "weak_positive": (
+                    "CONDITIONING",
+                    {
+                        "tooltip": "Weak side prompt, e.g. the raw prompt without ControlNet. Empty = the sampler's."
+                    },
+                ),
                 "weak_negative": ("CONDITIONING",),
-                "strong_cfg": ("FLOAT", {"default": -1.0, "min": -1.0, "max": 100.0, "step": 0.1, "round": 0.01, "tooltip": SIDE_CFG_TOOLTIP}),
-                "weak_cfg": ("FLOAT", {"default": -1.0, "min": -1.0, "max": 100.0, "step": 0.1, "round": 0.01, "tooltip": SIDE_CFG_TOOLTIP}),
+                "strong_cfg": (
+                    "FLOAT",
+                    {
+                        "default": -1.0,
+                        "min": -1.0,
+                        "max": 100.0,
+                        "step": 0.1,
+                        "round": 0.01,
+                        "tooltip": SIDE_CFG_TOOLTIP,
+                    },
+                ),
+                "weak_cfg": (
+                    "FLOAT",
+                    {
+                        "default": -1.0,
+                        "min": -1.0,
+                        "max": 100.0,
+                        "step": 0.1,
+                        "round": 0.01,
+                        "tooltip": SIDE_CFG_TOOLTIP,
+                    },
+                ),
                 "pair": (PAIR_TYPE, {"tooltip": STACK_TOOLTIP}),
             },
         }
@@ -50,11 +90,24 @@ class W2SDModelPair:
     CATEGORY = "sampling/W2SD"
     DESCRIPTION = "Weak/strong pair from two models (fine-tune vs base) and/or per-side conditioning (refined vs raw prompt, ControlNet on the strong side only)."
 
-    def build(self, strong_model=None, weak_model=None, strong_positive=None, strong_negative=None, weak_positive=None, weak_negative=None, strong_cfg=-1.0, weak_cfg=-1.0, pair=None):  # type: ignore[no-untyped-def]
+    def build(
+        self,
+        strong_model=None,
+        weak_model=None,
+        strong_positive=None,
+        strong_negative=None,
+        weak_positive=None,
+        weak_negative=None,
+        strong_cfg=-1.0,
+        weak_cfg=-1.0,
+        pair=None,
+    ):  # type: ignore[no-untyped-def]
         strong = Side(strong_model, strong_positive, strong_negative, side_cfg(strong_cfg))
         weak = Side(weak_model, weak_positive, weak_negative, side_cfg(weak_cfg))
         if strong.is_empty() and weak.is_empty():
-            raise ValueError("Weak/Strong Model Pair: nothing differs between the sides; connect a strong or weak model or conditioning, or set a side cfg.")
+            raise ValueError(
+                "Weak/Strong Model Pair: nothing differs between the sides; connect a strong or weak model or conditioning, or set a side cfg."
+            )
         return (incoming_pair(pair).stacked(strong, weak, "model pair"),)
 
 
@@ -68,20 +121,61 @@ class W2SDLoraSplit:
         return {
             "required": {
                 "model": ("MODEL",),
-                "lora_name": (folder_paths.get_filename_list("loras"), {"tooltip": "The LoRA whose positive/negative scales make the strong/weak pair (paper: a DPO or detail LoRA)."}),
-                "main_scale": ("FLOAT", {"default": 0.8, "min": -10.0, "max": 10.0, "step": 0.05, "tooltip": "LoRA scale for the regular sampling steps (official code: 0.8). Matches LoraLoader at this strength."}),
-                "strong_scale": ("FLOAT", {"default": 1.5, "min": -10.0, "max": 10.0, "step": 0.05, "tooltip": "LoRA scale of the strong side (official code: 1.5; paper text: 0.8)."}),
-                "weak_scale": ("FLOAT", {"default": -1.5, "min": -10.0, "max": 10.0, "step": 0.05, "tooltip": "LoRA scale of the weak side (paper and code: -1.5)."}),
+                "lora_name": (
+                    folder_paths.get_filename_list("loras"),
+                    {
+                        "tooltip": "The LoRA whose positive/negative scales make the strong/weak pair (paper: a DPO or detail LoRA)."
+                    },
+                ),
+                "main_scale": (
+                    "FLOAT",
+                    {
+                        "default": 0.8,
+                        "min": -10.0,
+                        "max": 10.0,
+                        "step": 0.05,
+                        "tooltip": "LoRA scale for the regular sampling steps (official code: 0.8). Matches LoraLoader at this strength.",
+                    },
+                ),
+                "strong_scale": (
+                    "FLOAT",
+                    {
+                        "default": 1.5,
+                        "min": -10.0,
+                        "max": 10.0,
+                        "step": 0.05,
+                        "tooltip": "LoRA scale of the strong side (official code: 1.5; paper text: 0.8).",
+                    },
+                ),
+                "weak_scale": (
+                    "FLOAT",
+                    {
+                        "default": -1.5,
+                        "min": -10.0,
+                        "max": 10.0,
+                        "step": 0.05,
+                        "tooltip": "LoRA scale of the weak side (paper and code: -1.5).",
+                    },
+                ),
             },
             "optional": {
-                "clip": ("CLIP", {"tooltip": "Optional: the text encoder gets the LoRA at the main scale (prompts are encoded once, before sampling)."}),
+                "clip": (
+                    "CLIP",
+                    {
+                        "tooltip": "Optional: the text encoder gets the LoRA at the main scale (prompts are encoded once, before sampling)."
+                    },
+                ),
                 "pair": (PAIR_TYPE, {"tooltip": STACK_TOOLTIP}),
             },
         }
 
     RETURN_TYPES = ("MODEL", PAIR_TYPE, "CLIP")
     RETURN_NAMES = ("model", "pair", "clip")
-    OUTPUT_TOOLTIPS = ("Connect to the W2SD sampler's model: the LoRA at main scale (and at the side scales during reflections).", "The strong/weak pair.", "The CLIP with the LoRA at main scale (empty if no CLIP was given).")
+    OUTPUT_TOOLTIPS = (
+        "Connect to the W2SD sampler's model: the LoRA at main scale (and at the side scales during reflections).",
+        "The strong/weak pair.",
+        "The CLIP with the LoRA at main scale (empty if no CLIP was given).",
+    )
     FUNCTION = "split"
     CATEGORY = "sampling/W2SD"
     DESCRIPTION = "LoRA at +strong / -weak scales as the W2SD pair (paper Table 7, weight difference), sharing one copy of the base weights: switching sides re-patches nothing."
@@ -95,7 +189,11 @@ class W2SDLoraSplit:
         split_model, _report = make_lora_scale_model(model, lora, scales, name=lora_name)
         split_clip = lora_clip(clip, lora, main_scale) if clip is not None else None
         side = Side(model=split_model)
-        return (split_model, incoming_pair(pair).stacked(side, side, f"LoRA {strong_scale:+g}/{weak_scale:+g}"), split_clip)
+        return (
+            split_model,
+            incoming_pair(pair).stacked(side, side, f"LoRA {strong_scale:+g}/{weak_scale:+g}"),
+            split_clip,
+        )
 
 
 class W2SDCFGGap:
@@ -107,8 +205,28 @@ class W2SDCFGGap:
     def INPUT_TYPES(cls) -> dict:
         return {
             "required": {
-                "strong_cfg": ("FLOAT", {"default": 5.5, "min": 0.0, "max": 100.0, "step": 0.1, "round": 0.01, "tooltip": "cfg of the strong side (paper / Z-Sampling: 5.5)."}),
-                "weak_cfg": ("FLOAT", {"default": 0.0, "min": 0.0, "max": 100.0, "step": 0.1, "round": 0.01, "tooltip": "cfg of the weak side (Z-Sampling: 0 = unconditional only, one pass; official LoRA code: 1.0)."}),
+                "strong_cfg": (
+                    "FLOAT",
+                    {
+                        "default": 5.5,
+                        "min": 0.0,
+                        "max": 100.0,
+                        "step": 0.1,
+                        "round": 0.01,
+                        "tooltip": "cfg of the strong side (paper / Z-Sampling: 5.5).",
+                    },
+                ),
+                "weak_cfg": (
+                    "FLOAT",
+                    {
+                        "default": 0.0,
+                        "min": 0.0,
+                        "max": 100.0,
+                        "step": 0.1,
+                        "round": 0.01,
+                        "tooltip": "cfg of the weak side (Z-Sampling: 0 = unconditional only, one pass; official LoRA code: 1.0).",
+                    },
+                ),
             },
             "optional": {"pair": (PAIR_TYPE, {"tooltip": STACK_TOOLTIP})},
         }
@@ -126,11 +244,19 @@ class W2SDCFGGap:
         return True
 
     def build(self, strong_cfg, weak_cfg, pair=None):  # type: ignore[no-untyped-def]
-        return (incoming_pair(pair).stacked(Side(cfg=strong_cfg), Side(cfg=weak_cfg), f"CFG {strong_cfg:g}/{weak_cfg:g}"),)
+        return (
+            incoming_pair(pair).stacked(
+                Side(cfg=strong_cfg), Side(cfg=weak_cfg), f"CFG {strong_cfg:g}/{weak_cfg:g}"
+            ),
+        )
 
 
 def node_mappings() -> tuple[dict[str, Any], dict[str, str]]:
     return (
         {"W2SDModelPair": W2SDModelPair, "W2SDLoraSplit": W2SDLoraSplit, "W2SDCFGGap": W2SDCFGGap},
-        {"W2SDModelPair": "Weak/Strong Model Pair (W2SD)", "W2SDLoraSplit": "LoRA-scale splitter (W2SD)", "W2SDCFGGap": "CFG-gap config (W2SD, Z-Sampling)"},
+        {
+            "W2SDModelPair": "Weak/Strong Model Pair (W2SD)",
+            "W2SDLoraSplit": "LoRA-scale splitter (W2SD)",
+            "W2SDCFGGap": "CFG-gap config (W2SD, Z-Sampling)",
+        },
     )

@@ -9,10 +9,21 @@ import numpy as np
 import torch
 from PIL import Image, ImageDraw
 
+from ..w2sd_core import ReflectionDiagnostics
+
 WIDTH, HEIGHT, MARGIN = 512, 320, 36
 
 
-def _panel(draw: ImageDraw.ImageDraw, top: int, height: int, values: Sequence[float], lo: float, hi: float, color: tuple[int, int, int], label: str) -> None:
+def _panel(
+    draw: ImageDraw.ImageDraw,
+    top: int,
+    height: int,
+    values: Sequence[float],
+    lo: float,
+    hi: float,
+    color: tuple[int, int, int],
+    label: str,
+) -> None:
     left, right = MARGIN, WIDTH - 10
     draw.rectangle([left, top, right, top + height], outline=(90, 90, 90))
     draw.text((left + 4, top + 2), label, fill=(220, 220, 220))
@@ -43,10 +54,39 @@ def plot_image(sizes: Sequence[float], cosines: Sequence[float], title: str) -> 
     draw = ImageDraw.Draw(image)
     draw.text((MARGIN, 6), title[:70], fill=(255, 255, 255))
     if not sizes:
-        draw.text((MARGIN, HEIGHT // 2), "no reflection steps ran (empty window): this was plain sampling", fill=(255, 200, 120))
+        draw.text(
+            (MARGIN, HEIGHT // 2),
+            "no reflection steps ran (empty window): this was plain sampling",
+            fill=(255, 200, 120),
+        )
     else:
         finite = [s for s in sizes if math.isfinite(s)] or [0.0]
-        _panel(draw, 24, 130, sizes, 0.0, max(finite) * 1.1, (120, 200, 255), "reflection size |x~ - x| / |x| per reflected step")
-        _panel(draw, 174, 130, cosines, -1.0, 1.0, (255, 170, 90), "cosine between successive reflection directions")
+        _panel(
+            draw,
+            24,
+            130,
+            sizes,
+            0.0,
+            max(finite) * 1.1,
+            (120, 200, 255),
+            "reflection size |x~ - x| / |x| per reflected step",
+        )
+        _panel(
+            draw,
+            174,
+            130,
+            cosines,
+            -1.0,
+            1.0,
+            (255, 170, 90),
+            "cosine between successive reflection directions",
+        )
     array = np.asarray(image, dtype=np.float32) / 255.0
     return torch.from_numpy(array)[None]
+
+
+def diagnostics_image(diagnostics: ReflectionDiagnostics | None, title: str) -> torch.Tensor:
+    """The plot for a run's diagnostics (None or empty: a note that nothing reflected)."""
+    if diagnostics is None or len(diagnostics) == 0:
+        return plot_image([], [], title)
+    return plot_image(diagnostics.sizes(), diagnostics.cosines(), title)

@@ -22,25 +22,84 @@ WINDOW_CHOICES = ("percent", "steps")
 def reflection_inputs() -> dict[str, Any]:
     """Widgets for the reflection window, inversion and mode, with the paper's values in the tooltips."""
     return {
-        "mode": (list(MODE_CHOICES), {"default": "W2SD", "tooltip": "W2SD reflects strong-down / weak-up (paper Alg. 1). Re-Sampling re-noises instead of the weak inversion (Alg. 2, aligned: Alg. 3). S2WD swaps the roles: it should look worse, a check that the pair points the right way."}),
-        "window": (list(WINDOW_CHOICES), {"default": "percent", "tooltip": "How the reflection window is chosen: by start/end percent of the steps, or by a number of first steps (reflect_steps)."}),
-        "start_percent": ("FLOAT", {"default": 0.0, "min": 0.0, "max": 1.0, "step": 0.01, "tooltip": "First step to reflect, as a fraction of the steps (window = percent)."}),
-        "end_percent": ("FLOAT", {"default": 0.5, "min": 0.0, "max": 1.0, "step": 0.01, "tooltip": "Reflect steps before this fraction of the schedule (window = percent). The paper's code reflects every step but the last (1.0); reflecting only the early half keeps late, low-noise steps clean."}),
-        "reflect_steps": ("INT", {"default": -1, "min": -1, "max": 10000, "tooltip": "Reflect the first N steps (window = steps). -1 = every step but the last (paper code: lambda = T-1). The step into sigma 0 never reflects."}),
-        "inversion": (["explicit", "fixed_point", "reference"], {"default": "explicit", "tooltip": "explicit: the paper's one-NFE weak inversion. fixed_point: refine it (inversion_iters extra weak NFEs each); the paper's Table 13 shows inversion error erases gains. reference: the official code's EPS inversion, to reproduce its numbers."}),
-        "inversion_iters": ("INT", {"default": 3, "min": 0, "max": 50, "tooltip": "Fixed-point refinements of the inversion (inversion = fixed_point); each costs one weak model evaluation per reflected step."}),
-        "equal_budget": ("BOOLEAN", {"default": False, "tooltip": "Spend no more model evaluations than plain sampling with `steps` steps (paper Fig. 13): sample floor(steps/2) steps and reflect the first floor(steps/4). Overrides the window."}),
+        "mode": (
+            list(MODE_CHOICES),
+            {
+                "default": "W2SD",
+                "tooltip": "W2SD reflects strong-down / weak-up (paper Alg. 1). Re-Sampling re-noises instead of the weak inversion (Alg. 2, aligned: Alg. 3). S2WD swaps the roles: it should look worse, a check that the pair points the right way.",
+            },
+        ),
+        "window": (
+            list(WINDOW_CHOICES),
+            {
+                "default": "percent",
+                "tooltip": "How the reflection window is chosen: by start/end percent of the steps, or by a number of first steps (reflect_steps).",
+            },
+        ),
+        "start_percent": (
+            "FLOAT",
+            {
+                "default": 0.0,
+                "min": 0.0,
+                "max": 1.0,
+                "step": 0.01,
+                "tooltip": "First step to reflect, as a fraction of the steps (window = percent).",
+            },
+        ),
+        "end_percent": (
+            "FLOAT",
+            {
+                "default": 0.5,
+                "min": 0.0,
+                "max": 1.0,
+                "step": 0.01,
+                "tooltip": "Reflect steps before this fraction of the schedule (window = percent). The paper's code reflects every step but the last (1.0); reflecting only the early half keeps late, low-noise steps clean.",
+            },
+        ),
+        "reflect_steps": (
+            "INT",
+            {
+                "default": -1,
+                "min": -1,
+                "max": 10000,
+                "tooltip": "Reflect the first N steps (window = steps). -1 = every step but the last (paper code: lambda = T-1). The step into sigma 0 never reflects.",
+            },
+        ),
+        "inversion": (
+            ["explicit", "fixed_point", "reference"],
+            {
+                "default": "explicit",
+                "tooltip": "explicit: the paper's one-NFE weak inversion. fixed_point: refine it (inversion_iters extra weak NFEs each); the paper's Table 13 shows inversion error erases gains. reference: the official code's EPS inversion, to reproduce its numbers.",
+            },
+        ),
+        "inversion_iters": (
+            "INT",
+            {
+                "default": 3,
+                "min": 0,
+                "max": 50,
+                "tooltip": "Fixed-point refinements of the inversion (inversion = fixed_point); each costs one weak model evaluation per reflected step.",
+            },
+        ),
+        "equal_budget": (
+            "BOOLEAN",
+            {
+                "default": False,
+                "tooltip": "Spend no more model evaluations than plain sampling with `steps` steps (paper Fig. 13): sample floor(steps/2) steps and reflect the first floor(steps/4). Overrides the window.",
+            },
+        ),
     }
 
 
-def window_from_inputs(window: str, start_percent: float, end_percent: float, reflect_steps: int, steps: int) -> ReflectionWindow:
+def window_from_inputs(
+    window: str, start_percent: float, end_percent: float, reflect_steps: int
+) -> ReflectionWindow:
+    """The window the widgets describe; w2sd_core checks it against the real schedule when sampling."""
     if window == "steps":
-        if reflect_steps > max(steps - 1, 0):
-            raise ValueError(
-                f"reflect_steps={reflect_steps} is outside the schedule: with {steps} steps at most {max(steps - 1, 0)} "
-                "can reflect (the step into sigma 0 never does). Use -1 for all of them."
-            )
-        return ReflectionWindow.steps(steps - 1 if reflect_steps < 0 else reflect_steps)
+        # -1 = every step that can reflect (all but the step into sigma 0): the paper code's lambda = T-1.
+        return (
+            ReflectionWindow.percent(0.0, 1.0) if reflect_steps < 0 else ReflectionWindow.steps(reflect_steps)
+        )
     if window == "percent":
         return ReflectionWindow.percent(start_percent, end_percent)
     raise ValueError(f"window={window!r} is not one of {', '.join(WINDOW_CHOICES)}")
@@ -49,27 +108,54 @@ def window_from_inputs(window: str, start_percent: float, end_percent: float, re
 def validate_reflection_inputs(**inputs: Any) -> bool | str:
     """VALIDATE_INPUTS helper: the checks that can be made before the prompt runs."""
     start, end = inputs.get("start_percent"), inputs.get("end_percent")
-    if inputs.get("window", "percent") == "percent" and isinstance(start, float) and isinstance(end, float) and start > end:
+    if (
+        inputs.get("window", "percent") == "percent"
+        and isinstance(start, float)
+        and isinstance(end, float)
+        and start > end
+    ):
         return f"start_percent={start} is after end_percent={end}: the reflection window would be empty (use 0 <= start <= end <= 1)."
     mode = inputs.get("mode")
     if isinstance(mode, str) and mode not in MODE_CHOICES:
         return f"mode={mode!r} is not one of {', '.join(MODE_CHOICES)}"
     steps, reflect_steps = inputs.get("steps"), inputs.get("reflect_steps")
-    if inputs.get("window") == "steps" and isinstance(steps, int) and isinstance(reflect_steps, int) and reflect_steps > steps - 1:
+    if (
+        inputs.get("window") == "steps"
+        and isinstance(steps, int)
+        and isinstance(reflect_steps, int)
+        and reflect_steps > steps - 1
+    ):
         return f"reflect_steps={reflect_steps} is outside the schedule: with steps={steps} at most {steps - 1} can reflect; -1 = all."
     return True
 
 
-def settings_from_inputs(steps: int, sampler_name: str | None, mode: str, window: str, start_percent: float, end_percent: float, reflect_steps: int, inversion: str, inversion_iters: int, equal_budget: bool) -> tuple[ReflectionSettings, int]:
+def settings_from_inputs(
+    steps: int | None,
+    sampler_name: str | None,
+    mode: str,
+    window: str,
+    start_percent: float,
+    end_percent: float,
+    reflect_steps: int,
+    inversion: str,
+    inversion_iters: int,
+    equal_budget: bool,
+) -> tuple[ReflectionSettings, int]:
     """(settings, steps to sample). The equal-budget toggle halves the steps and sets the window."""
     if mode not in MODE_CHOICES:
         raise ValueError(f"mode={mode!r} is not one of {', '.join(MODE_CHOICES)}")
     if equal_budget:
-        plan = equal_budget_plan(steps)
-        log.info("[W2SD] equal budget: %d steps -> %d steps, %d reflected", steps, plan.steps, plan.reflect_steps)
+        if steps is None or steps < 2:
+            raise ValueError(
+                f"equal_budget needs steps >= 2 (it samples steps // 2 and reflects a quarter); got steps={steps}."
+            )
+        plan = equal_budget_plan(steps, inversion_iters if inversion == "fixed_point" else 0)
+        log.info(
+            "[W2SD] equal budget: %d steps -> %d steps, %d reflected", steps, plan.steps, plan.reflect_steps
+        )
         steps, reflection_window = plan.steps, ReflectionWindow.steps(plan.reflect_steps)
     else:
-        reflection_window = window_from_inputs(window, start_percent, end_percent, reflect_steps, steps)
+        reflection_window = window_from_inputs(window, start_percent, end_percent, reflect_steps)
     settings = ReflectionSettings(
         window=reflection_window,
         mode=MODE_CHOICES[mode],
@@ -77,4 +163,4 @@ def settings_from_inputs(steps: int, sampler_name: str | None, mode: str, window
         inversion_iters=inversion_iters,
         evals_per_step=EVALS_PER_STEP.get(sampler_name or "", 1),
     )
-    return settings, steps
+    return settings, steps if steps is not None else 0

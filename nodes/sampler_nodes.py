@@ -41,10 +41,36 @@ class W2SDKSampler:
     def INPUT_TYPES(cls) -> dict:
         return {
             "required": {
-                "model": ("MODEL", {"tooltip": "The model for the regular sampling steps (paper: M^s; official code: LoRA at 0.8)."}),
-                "seed": ("INT", {"default": 0, "min": 0, "max": 0xFFFFFFFFFFFFFFFF, "control_after_generate": True}),
-                "steps": ("INT", {"default": 20, "min": 1, "max": 10000, "tooltip": "Sampling steps T. W2SD costs T + 2 x reflected steps model evaluations."}),
-                "cfg": ("FLOAT", {"default": 5.5, "min": 0.0, "max": 100.0, "step": 0.1, "round": 0.01, "tooltip": "CFG of the regular steps (paper: 5.5). Sides without a cfg of their own use it too."}),
+                "model": (
+                    "MODEL",
+                    {
+                        "tooltip": "The model for the regular sampling steps (paper: M^s; official code: LoRA at 0.8)."
+                    },
+                ),
+                "seed": (
+                    "INT",
+                    {"default": 0, "min": 0, "max": 0xFFFFFFFFFFFFFFFF, "control_after_generate": True},
+                ),
+                "steps": (
+                    "INT",
+                    {
+                        "default": 20,
+                        "min": 1,
+                        "max": 10000,
+                        "tooltip": "Sampling steps T. W2SD costs T + 2 x reflected steps model evaluations.",
+                    },
+                ),
+                "cfg": (
+                    "FLOAT",
+                    {
+                        "default": 5.5,
+                        "min": 0.0,
+                        "max": 100.0,
+                        "step": 0.1,
+                        "round": 0.01,
+                        "tooltip": "CFG of the regular steps (paper: 5.5). Sides without a cfg of their own use it too.",
+                    },
+                ),
                 "sampler_name": (comfy.samplers.KSampler.SAMPLERS,),
                 "scheduler": (comfy.samplers.KSampler.SCHEDULERS,),
                 "positive": ("CONDITIONING",),
@@ -58,7 +84,10 @@ class W2SDKSampler:
 
     RETURN_TYPES = ("LATENT", "IMAGE")
     RETURN_NAMES = ("LATENT", "reflection_plot")
-    OUTPUT_TOOLTIPS = ("The sampled latent.", "Per-step reflection size |x~ - x| / |x| and the cosine between successive reflection directions: flat zero means the pair does nothing.")
+    OUTPUT_TOOLTIPS = (
+        "The sampled latent.",
+        "Per-step reflection size |x~ - x| / |x| and the cosine between successive reflection directions: flat zero means the pair does nothing.",
+    )
     FUNCTION = "sample"
     CATEGORY = "sampling/W2SD"
     DESCRIPTION = "KSampler with Weak-to-Strong Diffusion reflections: in the window, each step is preceded by a strong denoise and a weak inversion that move the latent along the weak-to-strong difference."
@@ -67,16 +96,46 @@ class W2SDKSampler:
     def VALIDATE_INPUTS(cls, **inputs: Any) -> bool | str:
         return validate_reflection_inputs(**inputs)
 
-    def sample(self, model, seed, steps, cfg, sampler_name, scheduler, positive, negative, latent_image, denoise, pair: W2SDPair, **reflection):  # type: ignore[no-untyped-def]
+    def sample(
+        self,
+        model,
+        seed,
+        steps,
+        cfg,
+        sampler_name,
+        scheduler,
+        positive,
+        negative,
+        latent_image,
+        denoise,
+        pair: W2SDPair,
+        **reflection,
+    ):  # type: ignore[no-untyped-def]
         settings, steps = settings_from_inputs(steps, sampler_name, **reflection)
         samples = check_latent(model, latent_image)
         samples = comfy.sample.fix_empty_latent_channels(model, samples)
         noise = comfy.sample.prepare_noise(samples, seed, latent_image.get("batch_index"))
-        sigmas = comfy.samplers.KSampler(model, steps=steps, device=model.load_device, sampler=sampler_name, scheduler=scheduler, denoise=denoise, model_options=model.model_options).sigmas
+        sigmas = comfy.samplers.KSampler(
+            model,
+            steps=steps,
+            device=model.load_device,
+            sampler=sampler_name,
+            scheduler=scheduler,
+            denoise=denoise,
+            model_options=model.model_options,
+        ).sigmas
         guider = W2SDGuider(model, pair, settings)
         guider.set_conds(positive, negative)
         guider.set_cfg(cfg)
-        out_samples = run_guider(guider, noise, samples, comfy.samplers.sampler_object(sampler_name), sigmas, latent_image.get("noise_mask"), seed)
+        out_samples = run_guider(
+            guider,
+            noise,
+            samples,
+            comfy.samplers.sampler_object(sampler_name),
+            sigmas,
+            latent_image.get("noise_mask"),
+            seed,
+        )
         out = latent_image.copy()
         out["samples"] = out_samples
         return (out, diagnostics_image(guider.diagnostics, title=f"W2SD {pair.describe()}"))
@@ -85,7 +144,16 @@ class W2SDKSampler:
 def run_guider(guider: W2SDGuider, noise, samples, sampler, sigmas, noise_mask, seed):  # type: ignore[no-untyped-def]
     callback = latent_preview.prepare_callback(guider.model_patcher, max(len(sigmas) - 1, 1))
     disable_pbar = not comfy.utils.PROGRESS_BAR_ENABLED
-    out = guider.sample(noise, samples, sampler, sigmas, denoise_mask=noise_mask, callback=callback, disable_pbar=disable_pbar, seed=seed)
+    out = guider.sample(
+        noise,
+        samples,
+        sampler,
+        sigmas,
+        denoise_mask=noise_mask,
+        callback=callback,
+        disable_pbar=disable_pbar,
+        seed=seed,
+    )
     return out.to(comfy.model_management.intermediate_device())
 
 
@@ -118,7 +186,9 @@ class W2SDGuiderNode:
 
     def get_guider(self, model, positive, negative, cfg, pair: W2SDPair, **reflection):  # type: ignore[no-untyped-def]
         if reflection.get("equal_budget"):
-            raise ValueError("equal_budget=True needs the step count, which a GUIDER does not set: use it on the W2SD KSampler, or halve your SIGMAS and reflect their first quarter.")
+            raise ValueError(
+                "equal_budget=True needs the step count, which a GUIDER does not set: use it on the W2SD KSampler, or halve your SIGMAS and reflect their first quarter."
+            )
         # The schedule is only known when sampling; the window is checked against the SIGMAS then.
         settings, _ = settings_from_inputs(None, None, **reflection)
         guider = W2SDGuider(model, pair, settings)
