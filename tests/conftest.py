@@ -1,14 +1,95 @@
-"""Import paths shared by every test layer. No ComfyUI import here: tests/core runs without it.
+"""Fixtures shared by every test layer. Nothing here imports ComfyUI: tests/core runs without it.
 
 `tests/` and `tools/` go on sys.path so tests can `from fixtures.checkpoints import ...` and
-`import comfy_server`. ComfyUI itself is only imported by tests/nodes/conftest.py (in-process) and
-started as a server by tests/e2e and tests/browser.
+`from comfy_server import ComfyError`. The server fixtures start ComfyUI as a child process only when
+a test asks for them (tests/e2e, tests/browser); tests/nodes/conftest.py imports ComfyUI in-process.
 """
 
+from __future__ import annotations
+
 import sys
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
+
+import pytest
 
 TESTS = Path(__file__).resolve().parent
 for path in (TESTS, TESTS.parent / "tools"):
     if str(path) not in sys.path:
         sys.path.insert(0, str(path))
+
+from comfy_server import ComfyServer, comfyui_dir  # noqa: E402
+from fixtures.checkpoints import install_fixtures  # noqa: E402
+
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_FLAGS = [
+    "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--disable-background-networking",
+    "--disable-component-update", "--disable-sync", "--no-first-run", "--disable-dev-shm-usage",
+]  # fmt: skip
+
+
+class _CheckoutAsPlainDirectory:
+    """Collect the checkout as a plain directory, never as a package.
+
+    The checkout's __init__.py is the pack, which imports ComfyUI; pytest would import it to set up
+    every test below (even with importlib mode). A conftest hook cannot see the checkout's own
+    directory node, so this is registered as a plugin.
+    """
+
+    @pytest.hookimpl(tryfirst=True)
+    def pytest_collect_directory(self, path: Path, parent: pytest.Collector) -> pytest.Collector | None:
+        if path == TESTS.parent:
+            return pytest.Dir.from_parent(parent, path=path)
+        return None
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    if not config.pluginmanager.has_plugin("w2sd-checkout-as-dir"):
+        config.pluginmanager.register(_CheckoutAsPlainDirectory(), "w2sd-checkout-as-dir")
+
+
+def _start(base: Path, **kwargs: Any) -> ComfyServer:
+    install_fixtures(base, comfyui_dir())
+    return ComfyServer(base, comfyui_dir(), **kwargs).start()
+
+
+@pytest.fixture(scope="session")
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ComfyServer]:
+    """One real ComfyUI for the whole session: pack linked, tiny models installed, stopped at the end."""
+    srv = _start(tmp_path_factory.mktemp("comfy_base"))
+    yield srv
+    srv.stop()
+
+
+@pytest.fixture(scope="module")
+def server_factory(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Callable[..., ComfyServer]]:
+    """Start extra servers (e.g. for restart tests): `server_factory(base_dir=None, **ComfyServer kwargs)`.
+
+    Each call starts a new process (same base dir again = a restart); all are stopped after the module.
+    """
+    started: list[ComfyServer] = []
+
+    def start(base_dir: Path | None = None, **kwargs: Any) -> ComfyServer:
+        srv = _start(Path(base_dir) if base_dir else tmp_path_factory.mktemp("comfy_extra"), **kwargs)
+        started.append(srv)
+        return srv
+
+    yield start
+    for srv in started:
+        srv.stop()
+
+
+@pytest.fixture(scope="session")
+def chromium_browser() -> Iterator[Any]:
+    """Debian's Chromium driven by playwright (never playwright's own browser download)."""
+    from playwright.sync_api import sync_playwright
+
+    if not Path(CHROMIUM).exists():
+        pytest.fail(
+            f"{CHROMIUM} is missing: `python3 tools/dev.py setup` installs it (apt-get install chromium)"
+        )
+    with sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_FLAGS)
+        yield browser
+        browser.close()
