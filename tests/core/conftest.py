@@ -17,7 +17,7 @@ for path in (ROOT, HERE):
         sys.path.insert(0, str(path))
 
 
-@pytest.fixture(autouse=True)
+@pytest.fixture(autouse=True, scope="module")
 def one_thread() -> Iterator[None]:
     """The toy tensors are tiny: on a busy 2-core machine intra-op threads only add waiting."""
     before = torch.get_num_threads()

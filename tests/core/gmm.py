@@ -21,7 +21,9 @@ class GMM:
     distribution), which gives exact denoisers for image- and video-shaped latents.
     """
 
-    def __init__(self, means: Sequence[Sequence[float]] | Sequence[float], weights: Sequence[float], std: float):
+    def __init__(
+        self, means: Sequence[Sequence[float]] | Sequence[float], weights: Sequence[float], std: float
+    ):
         m = torch.tensor(means, dtype=torch.float64)
         self.means = m[:, None] if m.ndim == 1 else m
         w = torch.tensor(weights, dtype=torch.float64)

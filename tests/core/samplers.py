@@ -22,7 +22,9 @@ def default_noise_sampler(x: Tensor, seed: int | None = None) -> Callable[[Tenso
     if seed is not None:
         generator = torch.Generator(device=x.device)
         generator.manual_seed(seed)
-    return lambda sigma, sigma_next: torch.randn(x.size(), dtype=x.dtype, device=x.device, generator=generator)
+    return lambda sigma, sigma_next: torch.randn(
+        x.size(), dtype=x.dtype, device=x.device, generator=generator
+    )
 
 
 @torch.no_grad()
@@ -48,7 +50,9 @@ def get_ancestral_step(sigma_from: Tensor, sigma_to: Tensor, eta: float = 1.0) -
 
 
 @torch.no_grad()
-def sample_euler_ancestral(model, x, sigmas, extra_args=None, callback=None, disable=None, eta=1.0, s_noise=1.0):  # type: ignore[no-untyped-def]
+def sample_euler_ancestral(
+    model, x, sigmas, extra_args=None, callback=None, disable=None, eta=1.0, s_noise=1.0
+):  # type: ignore[no-untyped-def]
     """Euler ancestral; noise from a generator seeded by extra_args["seed"] (ComfyUI's default)."""
     extra_args = {} if extra_args is None else extra_args
     noise_sampler = default_noise_sampler(x, seed=extra_args.get("seed"))
@@ -62,7 +66,11 @@ def sample_euler_ancestral(model, x, sigmas, extra_args=None, callback=None, dis
             x = denoised
         else:
             d = to_d(x, sigmas[i], denoised)
-            x = x + d * (sigma_down - sigmas[i]) + noise_sampler(sigmas[i], sigmas[i + 1]) * s_noise * sigma_up
+            x = (
+                x
+                + d * (sigma_down - sigmas[i])
+                + noise_sampler(sigmas[i], sigmas[i + 1]) * s_noise * sigma_up
+            )
     return x
 
 

@@ -35,7 +35,9 @@ def test_percent_is_a_fraction_of_the_steps() -> None:
 
 
 def test_sigma_range_selects_by_the_steps_starting_sigma() -> None:
-    assert ReflectionWindow.sigma_range(4.0, 1.0).mask(SIGMAS) == [False, False, True, True, True] + [False] * 5
+    assert (
+        ReflectionWindow.sigma_range(4.0, 1.0).mask(SIGMAS) == [False, False, True, True, True] + [False] * 5
+    )
     assert ReflectionWindow.sigma_range(math.inf, 0.0).count(SIGMAS) == 9
 
 

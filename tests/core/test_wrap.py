@@ -1,0 +1,264 @@
+"""sample_with_reflection around toy Euler, Euler ancestral and DPM++ 2M samplers (no ComfyUI)."""
+
+import copy
+from typing import Any
+
+import pytest
+import torch
+from gmm import GMM, karras_sigmas, one_d
+from samplers import SAMPLERS, sample_euler
+
+from w2sd_core import (
+    ReflectionDiagnostics,
+    ReflectionWindow,
+    planned_nfe,
+    sample_w2sd,
+    sample_with_reflection,
+)
+
+STRONG, WEAK = one_d(0.3), one_d(0.05)
+SIGMAS = karras_sigmas(12, sigma_max=20.0)
+STEPS = len(SIGMAS) - 1
+WINDOWS = [
+    ReflectionWindow.steps(4),
+    ReflectionWindow.percent(0.25, 0.6),
+    ReflectionWindow.sigma_range(5.0, 0.5),
+]
+
+
+def noise(
+    shape: tuple[int, ...] = (16, 1), dtype: torch.dtype = torch.float64, seed: int = 0
+) -> torch.Tensor:
+    return torch.randn(shape, generator=torch.Generator().manual_seed(seed), dtype=dtype) * SIGMAS[0].item()
+
+
+class InnerModel:
+    """Stands in for ComfyUI's CFGDenoiser chain: samplers read `model.inner_model...` attributes."""
+
+    model_sampling = "EPS"
+
+
+class MainModel:
+    """A main model with the ComfyUI calling convention `model(x, sigma, **extra_args)`."""
+
+    def __init__(self, gmm: GMM) -> None:
+        self.gmm = gmm
+        self.inner_model = InnerModel()
+        self.seen_args: list[dict[str, Any]] = []
+
+    def __call__(self, x: torch.Tensor, sigma: torch.Tensor, **extra_args: Any) -> torch.Tensor:
+        self.seen_args.append(extra_args)
+        return self.gmm(x, sigma)
+
+
+def run(
+    sampler: str = "euler",
+    window: ReflectionWindow | None = None,
+    x: torch.Tensor | None = None,
+    **kwargs: Any,
+):  # type: ignore[no-untyped-def]
+    x = noise() if x is None else x
+    kwargs.setdefault("extra_args", {"seed": 7})
+    return sample_with_reflection(
+        SAMPLERS[sampler], kwargs.pop("model", MainModel(STRONG)), x, SIGMAS.to(x.dtype),
+        strong=STRONG, weak=WEAK, window=window or ReflectionWindow.steps(4), **kwargs,
+    )  # fmt: skip
+
+
+@pytest.mark.parametrize("sampler", list(SAMPLERS))
+@pytest.mark.parametrize("empty", [ReflectionWindow.steps(0), ReflectionWindow.percent(0.3, 0.3)])
+def test_empty_window_is_bit_identical_to_a_direct_call(sampler: str, empty: ReflectionWindow) -> None:
+    x = noise()
+    direct = SAMPLERS[sampler](MainModel(STRONG), x, SIGMAS, {"seed": 7}, None, None)
+    calls: list[torch.Tensor] = []
+
+    def spy(model, x, sigmas, extra_args, callback, disable, **options):  # type: ignore[no-untyped-def]
+        calls.append(sigmas)
+        return SAMPLERS[sampler](model, x, sigmas, extra_args, callback, disable, **options)
+
+    wrapped = sample_with_reflection(
+        spy, MainModel(STRONG), x, SIGMAS, {"seed": 7}, strong=STRONG, weak=WEAK, window=empty
+    )
+    assert torch.equal(wrapped, direct)
+    assert len(calls) == 1 and calls[0] is SIGMAS
+
+
+def test_wrapped_euler_is_sample_w2sd_bit_for_bit() -> None:
+    x = noise()
+    for n in (0, 3, STEPS - 1):
+        expected = sample_w2sd(x, SIGMAS, STRONG, WEAK, reflect_steps=n, inversion_iters=1)
+        actual = run(window=ReflectionWindow.steps(n), x=x, inversion_iters=1)
+        assert torch.equal(actual, expected)
+
+
+@pytest.mark.parametrize("sampler", list(SAMPLERS))
+@pytest.mark.parametrize("window", WINDOWS, ids=lambda w: w.describe())
+def test_inner_calls_cover_the_schedule_one_step_at_a_time_inside_the_window(
+    sampler: str, window: ReflectionWindow
+) -> None:
+    calls: list[tuple[list[float], Any, bool | None]] = []
+
+    def spy(model, x, sigmas, extra_args, callback, disable, **options):  # type: ignore[no-untyped-def]
+        calls.append((sigmas.tolist(), extra_args.get("seed"), disable))
+        assert callback is None
+        return SAMPLERS[sampler](model, x, sigmas, extra_args, callback, disable, **options)
+
+    sample_with_reflection(
+        spy, MainModel(STRONG), noise(), SIGMAS, {"seed": 7}, strong=STRONG, weak=WEAK, window=window
+    )
+    mask = window.mask(SIGMAS)
+    values = SIGMAS.tolist()
+    first_steps = [values.index(sig[0]) for sig, _, _ in calls]
+    # Consecutive calls chain end to start and together cover every step exactly once.
+    assert calls[0][0][0] == values[0] and calls[-1][0][-1] == values[-1]
+    assert all(a[0][-1] == b[0][0] for a, b in zip(calls, calls[1:], strict=False))
+    for (sig, seed, disable), first in zip(calls, first_steps, strict=True):
+        assert seed == 7 + first  # the seed offset rule
+        if mask[first]:
+            assert len(sig) == 2 and disable is True
+        else:
+            assert not any(mask[first : first + len(sig) - 1])
+    assert sum(len(sig) - 1 for sig, _, _ in calls) == STEPS
+
+
+@pytest.mark.parametrize("sampler", list(SAMPLERS))
+@pytest.mark.parametrize("mode", ["w2sd", "s2wd", "resample", "resample_aligned"])
+@pytest.mark.parametrize("inversion_iters", [0, 2])
+def test_callback_once_per_model_evaluation(sampler: str, mode: str, inversion_iters: int) -> None:
+    events: list[dict[str, Any]] = []
+    window = ReflectionWindow.steps(5)
+    run(sampler, window, callback=events.append, mode=mode, inversion_iters=inversion_iters)
+    assert [e["i"] for e in events] == list(range(len(events)))
+    roles = [e["role"] for e in events]
+    assert roles.count("main") == STEPS  # all three toy samplers evaluate once per step
+    assert len(events) == planned_nfe(STEPS, 5, inversion_iters, mode)
+    # The role names the model evaluated: in S2WD the weak model steps down and the strong one inverts.
+    down, up = ("weak", "strong") if mode == "s2wd" else ("strong", "weak")
+    assert roles.count(down) == 5
+    assert roles.count(up) == (0 if mode == "resample" else 5 * (1 + inversion_iters))
+    for e in events:
+        assert set(e) == {"i", "x", "denoised", "sigma", "sigma_hat", "role"}
+        assert e["sigma"].shape == (16,) and e["denoised"].shape == e["x"].shape
+
+
+def test_s2wd_is_w2sd_with_the_roles_swapped() -> None:
+    x = noise()
+    swapped = sample_with_reflection(
+        sample_euler, MainModel(STRONG), x, SIGMAS, strong=WEAK, weak=STRONG, window=ReflectionWindow.steps(6)
+    )
+    assert torch.equal(run(x=x, window=ReflectionWindow.steps(6), mode="s2wd"), swapped)
+
+
+@pytest.mark.parametrize("sampler", list(SAMPLERS))
+@pytest.mark.parametrize("mode", ["w2sd", "resample", "resample_aligned"])
+def test_same_seed_same_result_other_seed_other_result(sampler: str, mode: str) -> None:
+    a = run(sampler, mode=mode, extra_args={"seed": 3})
+    b = run(sampler, mode=mode, extra_args={"seed": 3})
+    assert torch.equal(a, b)
+    if sampler == "euler_ancestral" or mode.startswith("resample"):
+        assert not torch.equal(a, run(sampler, mode=mode, extra_args={"seed": 4}))
+
+
+def test_seed_argument_overrides_extra_args_seed() -> None:
+    model = MainModel(STRONG)
+    run("euler_ancestral", model=model, seed=100, extra_args={"seed": 3})
+    assert {args["seed"] for args in model.seen_args} <= set(range(100, 100 + STEPS))
+
+
+def test_ancestral_noise_differs_per_step() -> None:
+    # Each one-step call re-seeds ComfyUI's default noise sampler; the offset keeps the draws apart.
+    x = torch.zeros(4, 1, dtype=torch.float64)
+    draws = []
+
+    def record(model, x, sigmas, extra_args, callback, disable):  # type: ignore[no-untyped-def]
+        g = torch.Generator().manual_seed(extra_args["seed"])
+        draws.append(torch.randn(x.shape, generator=g, dtype=x.dtype))
+        return x
+
+    sample_with_reflection(record, MainModel(STRONG), x + 1, SIGMAS, {"seed": 0}, strong=STRONG, weak=WEAK,
+                           window=ReflectionWindow.steps(4))  # fmt: skip
+    assert len(draws) == 5 and all(not torch.equal(a, b) for a, b in zip(draws, draws[1:], strict=False))
+
+
+def test_extra_args_are_never_mutated() -> None:
+    extra_args = {"seed": 5, "model_options": {"transformer_options": {"a": 1}}}
+    before = copy.deepcopy(extra_args)
+    model = MainModel(STRONG)
+    run("euler_ancestral", model=model, extra_args=extra_args, window=ReflectionWindow.steps(6))
+    assert extra_args == before
+    assert all(args["model_options"] == before["model_options"] for args in model.seen_args)
+
+
+def test_no_seed_anywhere_leaves_extra_args_without_one() -> None:
+    model = MainModel(STRONG)
+    run(model=model, extra_args={})
+    assert all("seed" not in args for args in model.seen_args)
+
+
+def test_counting_model_forwards_attribute_access() -> None:
+    def reads_inner_model(model, x, sigmas, extra_args, callback, disable):  # type: ignore[no-untyped-def]
+        assert model.inner_model.model_sampling == "EPS"
+        assert model.gmm is STRONG
+        return SAMPLERS["euler"](model, x, sigmas, extra_args, callback, disable)
+
+    sample_with_reflection(reads_inner_model, MainModel(STRONG), noise(), SIGMAS, strong=STRONG, weak=WEAK,
+                           window=ReflectionWindow.steps(2))  # fmt: skip
+    with pytest.raises(AttributeError):
+
+        def missing(model, x, sigmas, extra_args, callback, disable):  # type: ignore[no-untyped-def]
+            return model.no_such_attribute
+
+        sample_with_reflection(missing, MainModel(STRONG), noise(), SIGMAS, strong=STRONG, weak=WEAK,
+                               window=ReflectionWindow.steps(0))  # fmt: skip
+
+
+def test_options_reach_the_inner_sampler() -> None:
+    a = run("euler_ancestral", eta=0.0, window=ReflectionWindow.steps(0))
+    b = run("euler", window=ReflectionWindow.steps(0))
+    # eta = 0 makes Euler ancestral the Euler sampler (up to the rounding of its sigma_down).
+    assert torch.allclose(a, b, atol=1e-9) and not torch.allclose(a, run("euler_ancestral"))
+
+
+@pytest.mark.parametrize("shape", [(2, 4, 8, 8), (1, 4, 3, 8, 8)])
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float16, torch.bfloat16])
+@pytest.mark.parametrize("sampler", list(SAMPLERS))
+def test_image_and_video_latents_in_low_precision(
+    shape: tuple[int, ...], dtype: torch.dtype, sampler: str
+) -> None:
+    sigmas = karras_sigmas(8, sigma_max=80.0).to(torch.float32)
+    x = (torch.randn(shape, generator=torch.Generator().manual_seed(0)) * 80.0).to(dtype)
+    diagnostics = ReflectionDiagnostics()
+    for mode in ("w2sd", "resample_aligned"):
+        out = sample_with_reflection(
+            SAMPLERS[sampler], MainModel(STRONG), x, sigmas, {"seed": 1}, strong=STRONG, weak=WEAK,
+            window=ReflectionWindow.percent(0, 1), mode=mode, inversion_iters=1, diagnostics=diagnostics,
+        )  # fmt: skip
+        assert out.shape == x.shape and out.dtype == dtype
+        assert torch.isfinite(out).all()
+    values = diagnostics.sizes() + diagnostics.cosines()[1:]
+    assert len(diagnostics) == 14 and all(torch.isfinite(torch.tensor(values)))
+
+
+def test_diagnostics_for_each_mode() -> None:
+    for mode in ("w2sd", "s2wd", "resample", "resample_aligned"):
+        diagnostics = ReflectionDiagnostics()
+        run(mode=mode, window=ReflectionWindow.percent(0.25, 0.6), diagnostics=diagnostics)
+        assert diagnostics.steps == [
+            i for i, m in enumerate(ReflectionWindow.percent(0.25, 0.6).mask(SIGMAS)) if m
+        ]
+        assert all(s > 0 for s in diagnostics.sizes())
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"mode": "zigzag"}, r"mode='zigzag' is not one of w2sd, s2wd, resample, resample_aligned"),
+        ({"inversion": "exact"}, r"inversion='exact' is not one of explicit, reference"),
+        ({"window": ReflectionWindow.steps(STEPS)}, r"reflection steps=12 .*allowed: 0\.\.11"),
+    ],
+)
+def test_invalid_settings_raise_before_sampling(kwargs: dict, message: str) -> None:
+    model = MainModel(STRONG)
+    with pytest.raises(ValueError, match=message):
+        run(model=model, **kwargs)
+    assert model.seen_args == []
