@@ -146,10 +146,11 @@ class W2SDGuider(comfy.samplers.CFGGuider):
         self,
         x: torch.Tensor,
         timestep: torch.Tensor,
-        model_options: dict = {},
+        model_options: dict | None = None,
         seed: Any = None,
         **kwargs: Any,
-    ) -> torch.Tensor:  # noqa: B006 (ComfyUI's signature)
+    ) -> torch.Tensor:
+        model_options = {} if model_options is None else model_options
         role = model_options.get("transformer_options", {}).get(ROLE_KEY)
         if role not in ROLES:
             return super().predict_noise(x, timestep, model_options, seed, **kwargs)

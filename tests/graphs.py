@@ -96,7 +96,9 @@ def add_cfg_gap(
 def add_lora_split(
     g: dict[str, Any], lora: str, main: float = 0.8, strong: float = 1.5, weak: float = -1.5, node: str = "21"
 ) -> tuple[list[Any], list[Any]]:
-    """Returns (model output, pair output) of a LoRA-scale splitter on the checkpoint's model."""
+    """A LoRA-scale splitter on the checkpoint; the prompts are re-wired to its CLIP (LoRA at main scale).
+
+    Returns (model output, pair output)."""
     g[node] = {
         "class_type": "W2SDLoraSplit",
         "inputs": {
@@ -108,6 +110,8 @@ def add_lora_split(
             "clip": ["4", 1],
         },
     }
+    for prompt in ("6", "7"):
+        g[prompt]["inputs"]["clip"] = [node, 2]
     return [node, 0], [node, 1]
 
 
