@@ -1,0 +1,144 @@
+// Cost of a W2SD run in model evaluations (NFE) and in model passes, against a stock KSampler.
+// Pure: no DOM, no ComfyUI import, so node --test can load it. The rules mirror the Python side
+// (nodes/reflection_inputs.py, nodes/guider.py, w2sd_core budget/window); keep them in step.
+
+// nodes/reflection_inputs.py MODE_CHOICES: widget label -> core mode.
+export const MODES = {
+  W2SD: "w2sd",
+  "Re-Sampling (vanilla)": "resample",
+  "Re-Sampling (aligned)": "resample_aligned",
+  "S2WD (diagnosis)": "s2wd",
+};
+
+// nodes/guider.py EVALS_PER_STEP: samplers that evaluate the model more than once per step.
+export const EVALS_PER_STEP = {
+  heun: 2, heunpp2: 3, dpm_2: 2, dpm_2_ancestral: 2, dpmpp_2s_ancestral: 2,
+  dpmpp_2s_ancestral_cfg_pp: 2, dpmpp_sde: 2, dpmpp_sde_gpu: 2, seeds_2: 2, seeds_3: 3,
+  sa_solver_pece: 2, gradient_estimation: 1,
+};
+
+/** Steps that reflect out of `steps`; the last step (into sigma 0) never does. */
+export function reflectedSteps(steps, { window = "percent", start_percent = 0, end_percent = 0.5, reflect_steps = -1 } = {}) {
+  const last = Math.max(steps - 1, 0);
+  if (window === "steps") return reflect_steps < 0 ? last : Math.min(reflect_steps, last);
+  let n = 0;
+  for (let i = 0; i < last; i++) {
+    const at = i / steps;
+    if (start_percent <= at && at < end_percent) n++;
+  }
+  return n;
+}
+
+/** Extra evaluations of one reflected step (w2sd_core/budget.py reflection_cost). */
+export function reflectionCost(mode, iters = 0) {
+  return (MODES[mode] ?? mode) === "resample" ? 1 : 2 + iters;
+}
+
+/** Paper Fig. 13 (w2sd_core/budget.py equal_budget_plan): floor(T/2) steps, the first floor(T/4)
+ * reflected, fewer if fixed-point iterations would overspend the stock budget. */
+export function equalBudgetPlan(steps, iters = 0) {
+  const half = Math.floor(steps / 2);
+  return { steps: half, reflected: Math.max(0, Math.min(Math.floor(half / 2), Math.floor((steps - half) / (2 + iters)))) };
+}
+
+/** Fixed-point refinements actually run (guider.py core_inversion: fixed_point means at least 1). */
+export function inversionIters({ inversion = "explicit", inversion_iters = 0 } = {}) {
+  return inversion === "fixed_point" ? Math.max(inversion_iters, 1) : 0;
+}
+
+/** Model evaluations per reflected step, by side. S2WD swaps which side denoises and which inverts. */
+export function evalsPerReflection(mode, iters) {
+  switch (MODES[mode] ?? mode) {
+    case "resample": return { strong: 1, weak: 0 };
+    case "resample_aligned": return { strong: 1, weak: 1 + iters };
+    case "s2wd": return { strong: 1 + iters, weak: 1 };
+    default: return { strong: 1, weak: 1 + iters };
+  }
+}
+
+/** Passes of one evaluation of the regular step: ComfyUI skips the uncond pass only at cfg 1. */
+export function mainPasses(cfg) {
+  return cfg === 1 ? 1 : 2;
+}
+
+/** Passes of one side evaluation: the guider also runs cfg 0 as the negative alone (one pass). */
+export function sidePasses(cfg) {
+  return cfg === 1 || cfg === 0 ? 1 : 2;
+}
+
+/** What the server's validation (nodes/reflection_inputs.py) will refuse, in a few words; or null. */
+export function windowProblem(steps, { window = "percent", start_percent = 0, end_percent = 0.5, reflect_steps = -1, equal_budget = false } = {}) {
+  if (equal_budget) return steps < 2 ? "equal budget needs steps >= 2" : null;
+  if (window === "steps" && reflect_steps > steps - 1) return `reflect_steps ${reflect_steps} > ${steps - 1}: refused`;
+  if (window === "percent" && start_percent > end_percent) return "start_percent > end_percent: refused";
+  return null;
+}
+
+/** A cfg as a user typed it: 5.5, 1, 0.25 (the widget rounds to 0.01). */
+function num(x) {
+  return String(Number(Number(x).toFixed(2)));
+}
+
+/**
+ * The cost of one node's settings. `s` holds widget values by widget name (steps, cfg, sampler_name,
+ * mode, window, start_percent, end_percent, reflect_steps, inversion, inversion_iters, equal_budget) and,
+ * when known from the pair's nodes, strong_cfg / weak_cfg (null: the sampler's cfg).
+ * Without `steps` (the guider) only the per-reflected-step cost is known.
+ */
+export function cost(s) {
+  const cfg = Number(s.cfg ?? 1);
+  const iters = inversionIters(s);
+  const side = evalsPerReflection(s.mode ?? "W2SD", iters);
+  const strongCfg = s.strong_cfg ?? cfg;
+  const weakCfg = s.weak_cfg ?? cfg;
+  const perReflection = side.strong + side.weak;
+  const passesPerReflection = side.strong * sidePasses(strongCfg) + side.weak * sidePasses(weakCfg);
+  const cfgNote = s.strong_cfg == null && s.weak_cfg == null
+    ? `cfg ${num(cfg)}`
+    : `cfg ${num(cfg)}, sides ${num(strongCfg)} / ${num(weakCfg)}`;
+
+  if (s.steps == null) {
+    const stepPasses = mainPasses(cfg);
+    // Without steps only the percent order is checkable; equal_budget needs the KSampler's steps.
+    const warning = s.equal_budget ? "equal_budget: KSampler only, refused" : windowProblem(Infinity, { ...s, reflect_steps: -1 });
+    const lines = [
+      `+${perReflection.toFixed(1)} NFE per reflected step`,
+      `+${passesPerReflection} passes per reflected step`,
+      warning ?? `a regular step: ${stepPasses} passes; ${cfgNote}`,
+    ];
+    return {
+      nfe: null, stockNfe: null, ratio: null, passes: null, stockPasses: null, passRatio: null,
+      perReflection, passesPerReflection, stepPasses, warning, lines, text: lines.join("\n"),
+    };
+  }
+
+  const stockSteps = Math.max(Math.trunc(Number(s.steps)), 0);
+  const evalsPerStep = EVALS_PER_STEP[s.sampler_name] ?? 1;
+  let steps = stockSteps;
+  let reflected;
+  if (s.equal_budget) {
+    // nodes/reflection_inputs.py plans with the raw inversion_iters of a fixed_point inversion.
+    const plan = equalBudgetPlan(stockSteps, s.inversion === "fixed_point" ? Number(s.inversion_iters ?? 0) : 0);
+    steps = plan.steps;
+    reflected = plan.reflected;
+  } else {
+    reflected = reflectedSteps(steps, s);
+  }
+  const warning = windowProblem(stockSteps, s);
+  const stockNfe = stockSteps * evalsPerStep;
+  const nfe = steps * evalsPerStep + reflected * perReflection;
+  const stockPasses = stockNfe * mainPasses(cfg);
+  const passes = steps * evalsPerStep * mainPasses(cfg) + reflected * passesPerReflection;
+  const ratio = stockNfe > 0 ? nfe / stockNfe : 0;
+  const passRatio = stockPasses > 0 ? passes / stockPasses : 0;
+  const stepsNote = s.equal_budget ? `${steps} of ${stockSteps} steps` : `${steps} steps`;
+  const lines = [
+    `NFE ${nfe} = ${ratio.toFixed(2)}x stock (${stepsNote})`,
+    `passes ${passes} = ${passRatio.toFixed(2)}x stock`,
+    warning ?? `${reflected} reflected; ${cfgNote}`,
+  ];
+  return {
+    nfe, stockNfe, ratio, passes, stockPasses, passRatio, steps, stockSteps, reflected,
+    perReflection, passesPerReflection, warning, lines, text: lines.join("\n"),
+  };
+}

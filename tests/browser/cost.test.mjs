@@ -1,0 +1,103 @@
+// Unit test of js/cost.js (pure, no DOM): run with `node --test tests/browser/cost.test.mjs`
+// (tests/browser/test_w2sd_frontend.py runs it as part of pytest).
+import assert from "node:assert/strict";
+import { test } from "node:test";
+
+import { cost, equalBudgetPlan, reflectedSteps } from "../../js/cost.js";
+
+const base = {
+  steps: 20, cfg: 5.5, sampler_name: "euler", mode: "W2SD", window: "percent", start_percent: 0,
+  end_percent: 0.5, reflect_steps: -1, inversion: "explicit", inversion_iters: 3, equal_budget: false,
+};
+
+test("reflected steps: window by steps", () => {
+  assert.equal(reflectedSteps(20, { window: "steps", reflect_steps: -1 }), 19);
+  assert.equal(reflectedSteps(20, { window: "steps", reflect_steps: 5 }), 5);
+  assert.equal(reflectedSteps(20, { window: "steps", reflect_steps: 0 }), 0);
+  assert.equal(reflectedSteps(20, { window: "steps", reflect_steps: 30 }), 19);
+  assert.equal(reflectedSteps(1, { window: "steps", reflect_steps: -1 }), 0);
+});
+
+test("reflected steps: window by percent, start <= i/T < end, never the last step", () => {
+  assert.equal(reflectedSteps(20, { window: "percent", start_percent: 0, end_percent: 0.5 }), 10);
+  assert.equal(reflectedSteps(10, { window: "percent", start_percent: 0.25, end_percent: 0.75 }), 5);
+  assert.equal(reflectedSteps(10, { window: "percent", start_percent: 0, end_percent: 1 }), 9);
+  assert.equal(reflectedSteps(10, { window: "percent", start_percent: 0.5, end_percent: 0.5 }), 0);
+  assert.equal(reflectedSteps(3, { window: "percent", start_percent: 0, end_percent: 0.34 }), 2);
+});
+
+test("paper lambda = T-1: NFE = T + 2 lambda", () => {
+  const c = cost({ ...base, window: "steps" });
+  assert.equal(c.nfe, 58);
+  assert.equal(c.stockNfe, 20);
+  assert.equal(c.ratio, 2.9);
+  assert.equal(c.passes, 116);
+  assert.equal(c.lines[0], "NFE 58 = 2.90x stock (20 steps)");
+  assert.equal(c.lines[1], "passes 116 = 2.90x stock");
+  assert.equal(c.lines[2], "19 reflected; cfg 5.5");
+});
+
+test("inversion: fixed_point adds iters (at least 1) weak evaluations, explicit/reference none", () => {
+  assert.equal(cost({ ...base, inversion: "fixed_point", inversion_iters: 3 }).nfe, 20 + 10 * 5);
+  assert.equal(cost({ ...base, inversion: "fixed_point", inversion_iters: 0 }).nfe, 20 + 10 * 3);
+  assert.equal(cost({ ...base, inversion: "reference", inversion_iters: 3 }).nfe, 40);
+});
+
+test("modes: S2WD and aligned Re-Sampling cost a reflection, vanilla Re-Sampling one evaluation", () => {
+  const fp = { ...base, inversion: "fixed_point", inversion_iters: 2 };
+  assert.equal(cost({ ...fp, mode: "S2WD (diagnosis)" }).nfe, 20 + 10 * 4);
+  assert.equal(cost({ ...fp, mode: "Re-Sampling (aligned)" }).nfe, 20 + 10 * 4);
+  assert.equal(cost({ ...fp, mode: "Re-Sampling (vanilla)" }).nfe, 20 + 10);
+});
+
+test("equal budget: floor(T/2) steps, floor(T/4) reflected, no more NFE than stock", () => {
+  assert.deepEqual(equalBudgetPlan(20), { steps: 10, reflected: 5 });
+  assert.deepEqual(equalBudgetPlan(7), { steps: 3, reflected: 1 });
+  const c = cost({ ...base, steps: 21, equal_budget: true });
+  assert.equal(c.nfe, 10 + 2 * 5);
+  assert.equal(c.stockNfe, 21);
+  assert.equal(c.lines[0], "NFE 20 = 0.95x stock (10 of 21 steps)");
+  // Fixed-point iterations shrink lambda to what the saved evaluations pay for: 10 + 2 * 5 <= 20.
+  assert.deepEqual(equalBudgetPlan(20, 3), { steps: 10, reflected: 2 });
+  const fp = cost({ ...base, equal_budget: true, inversion: "fixed_point", inversion_iters: 3 });
+  assert.equal(fp.nfe, 10 + 2 * 5);
+  assert.ok(fp.nfe <= fp.stockNfe);
+});
+
+test("passes: cfg 1 is one pass per evaluation; side cfg 0 or 1 is one pass", () => {
+  assert.equal(cost({ ...base, cfg: 1 }).passes, 40);
+  assert.equal(cost({ ...base, cfg: 1 }).stockPasses, 20);
+  const z = cost({ ...base, window: "steps", strong_cfg: 5.5, weak_cfg: 0 });
+  assert.equal(z.nfe, 58);
+  assert.equal(z.passes, 20 * 2 + 19 * (2 + 1));
+  assert.equal(z.lines[2], "19 reflected; cfg 5.5, sides 5.5 / 0");
+  // The main cfg 0 still runs cond + uncond in ComfyUI; a side at cfg 0 is the negative alone.
+  assert.equal(cost({ ...base, cfg: 0 }).passes, 20 * 2 + 10 * 2);
+  // S2WD swaps the roles: the strong side inverts (1 + iters evaluations).
+  const s = cost({ ...base, mode: "S2WD (diagnosis)", inversion: "fixed_point", inversion_iters: 2, strong_cfg: 5.5, weak_cfg: 0 });
+  assert.equal(s.passesPerReflection, 3 * 2 + 1);
+});
+
+test("multi-evaluation samplers scale the regular steps", () => {
+  const c = cost({ ...base, sampler_name: "heun" });
+  assert.equal(c.stockNfe, 40);
+  assert.equal(c.nfe, 40 + 20);
+});
+
+test("guider: per reflected step only", () => {
+  const { steps, ...guider } = base;
+  const c = cost(guider);
+  assert.equal(c.nfe, null);
+  assert.equal(c.perReflection, 2);
+  assert.equal(c.lines[0], "+2.0 NFE per reflected step");
+  assert.equal(c.lines[1], "+4 passes per reflected step");
+  assert.equal(cost({ ...guider, mode: "Re-Sampling (vanilla)" }).lines[0], "+1.0 NFE per reflected step");
+  assert.equal(cost({ ...guider, inversion: "fixed_point", inversion_iters: 3 }).lines[0], "+5.0 NFE per reflected step");
+  assert.match(cost({ ...guider, equal_budget: true }).lines[2], /KSampler only/);
+});
+
+test("settings the server refuses are flagged", () => {
+  assert.match(cost({ ...base, window: "steps", reflect_steps: 25 }).warning, /reflect_steps 25 > 19/);
+  assert.match(cost({ ...base, start_percent: 0.6, end_percent: 0.5 }).warning, /start_percent > end_percent/);
+  assert.equal(cost(base).warning, null);
+});
