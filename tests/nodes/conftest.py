@@ -1,0 +1,78 @@
+"""In-process ComfyUI for tests/nodes: `import comfy.sd, nodes` work here, no server is started.
+
+The `comfyui` fixture (session) puts the ComfyUI source first on sys.path ($COMFYUI_PATH or
+`.comfyui/<$W2SD_COMFYUI_VERSION>`), forces the CPU, points `folder_paths` at a temporary base directory
+holding the tiny checkpoints, and loads ComfyUI's extra nodes, so every stock node is in
+`nodes.NODE_CLASS_MAPPINGS`. See tests/README.md.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+import pytest
+from comfy_server import PACK_LINK_NAME, REPO_ROOT, comfyui_dir, prepare_base
+from fixtures.checkpoints import install_fixtures
+
+
+@dataclass
+class InProcessComfy:
+    comfyui: Path
+    """The ComfyUI source folder in use."""
+    base_dir: Path
+    """folder_paths' base directory (models/, input/, output/, custom_nodes/)."""
+    models: dict[str, Path]
+    """Installed fixture files by name (see fixtures.checkpoints)."""
+    nodes: ModuleType
+    """ComfyUI's `nodes` module (stock nodes + comfy_extras registered)."""
+
+    def node_class(self, class_type: str) -> Any:
+        return self.nodes.NODE_CLASS_MAPPINGS[class_type]
+
+    def execute(self, class_type: str, **inputs: Any) -> tuple[Any, ...]:
+        """Run one node's function like the executor does (V1 or V3 node); returns its output tuple."""
+        cls = self.node_class(class_type)
+        if hasattr(cls, "execute") and hasattr(cls, "GET_SCHEMA"):  # V3 io.ComfyNode
+            return tuple(cls.execute(**inputs).result)
+        return tuple(getattr(cls(), cls.FUNCTION)(**inputs))
+
+    def load_pack(self) -> list[str]:
+        """Load this checkout through ComfyUI's own custom-node loader; returns the W2SD node ids."""
+        link = self.base_dir / "custom_nodes" / PACK_LINK_NAME
+        before = set(self.nodes.NODE_CLASS_MAPPINGS)
+        if not asyncio.run(self.nodes.load_custom_node(str(link))):
+            raise RuntimeError(f"ComfyUI could not load the pack from {link} (see the log above)")
+        return sorted(set(self.nodes.NODE_CLASS_MAPPINGS) - before)
+
+
+@pytest.fixture(scope="session")
+def comfyui(tmp_path_factory: pytest.TempPathFactory) -> InProcessComfy:
+    source = comfyui_dir()
+    base = prepare_base(tmp_path_factory.mktemp("comfy_inprocess"), pack_dir=REPO_ROOT)
+    models = install_fixtures(base, source)
+    if str(source) not in sys.path:
+        sys.path.insert(0, str(source))
+    import comfy.cli_args
+
+    # Read by comfy.model_management and folder_paths when they are first imported.
+    comfy.cli_args.args.cpu = True
+    comfy.cli_args.args.base_directory = str(base)
+    import folder_paths
+
+    import nodes
+
+    if Path(nodes.__file__).resolve().parent != source.resolve():
+        raise RuntimeError(f"`import nodes` found {nodes.__file__}, not ComfyUI's nodes.py in {source}")
+    if Path(folder_paths.base_path).resolve() != base.resolve():
+        # Another test imported folder_paths first: register this base's folders as the defaults.
+        for kind, sub in (("checkpoints", "checkpoints"), ("loras", "loras"), ("controlnet", "controlnet")):
+            folder_paths.add_model_folder_path(kind, str(base / "models" / sub), is_default=True)
+        for kind in ("output", "input", "temp"):
+            getattr(folder_paths, f"set_{kind}_directory")(str(base / kind))
+    asyncio.run(nodes.init_extra_nodes(init_custom_nodes=False, init_api_nodes=False))
+    return InProcessComfy(source, base, models, nodes)
