@@ -24,6 +24,9 @@ def renoise(x_next: Tensor, sigma: Sigma, sigma_next: Sigma, noise: Tensor) -> T
 def draw_noise(like: Tensor, generator: torch.Generator) -> Tensor:
     """Standard normal noise from a CPU generator, moved to `like`'s device and dtype (same on any device)."""
     noise = torch.randn(like.shape, generator=generator, device="cpu", dtype=torch.float32)
+    if like.device.type == "cuda":
+        # A copy from pageable memory waits for the GPU queue; from pinned memory it does not.
+        noise = noise.pin_memory().to(like.device, non_blocking=True)
     return noise.to(device=like.device, dtype=like.dtype)
 
 

@@ -17,8 +17,8 @@ from torch import Tensor
 class GMM:
     """`sum_k weights[k] * N(means[k], std^2 I)` in D dimensions, with its exact denoiser and score.
 
-    A 1-D mixture (D = 1) also denoises tensors of any shape, element by element (a factorized
-    distribution), which gives exact denoisers for image- and video-shaped latents.
+    A latent with more than D values is read as independent groups of D consecutive values (a
+    factorized distribution): a 1-D mixture denoises image- and video-shaped latents element by element.
     """
 
     def __init__(
@@ -44,11 +44,12 @@ class GMM:
         batch = x.shape[0]
         sigma = torch.as_tensor(sigma, dtype=torch.float64, device=x.device).expand(batch)
         points = x.to(torch.float64).reshape(batch, -1)
-        if points.shape[1] != self.dim:
-            if self.dim != 1:
-                raise ValueError(f"a {self.dim}-D mixture cannot denoise {tuple(x.shape)}")
-            sigma = sigma[:, None].expand(points.shape).reshape(-1)
-            points = points.reshape(-1, 1)
+        if points.shape[1] % self.dim:
+            raise ValueError(f"a {self.dim}-D mixture cannot denoise {tuple(x.shape)}")
+        # Consecutive groups of D values are independent points (a factorized distribution).
+        per_row = points.shape[1] // self.dim
+        sigma = sigma.repeat_interleave(per_row)
+        points = points.reshape(-1, self.dim)
         means = self.means.to(x.device)
         var = (self.std**2 + sigma**2)[:, None, None]
         diff = points[:, None, :] - means[None]

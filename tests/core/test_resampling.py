@@ -1,5 +1,7 @@
 """Re-Sampling (arXiv 2502.00473, Appendix E.3): vanilla (Alg. 2) and aligned with W2SD (Alg. 3)."""
 
+import functools
+
 import pytest
 import torch
 from gmm import karras_sigmas, left_fraction, one_d
@@ -45,41 +47,40 @@ def test_noise_follows_the_latent_dtype(dtype: torch.dtype) -> None:
     assert eps.dtype == dtype and torch.isfinite(eps).all()
 
 
-def fraction(mode: str, window: ReflectionWindow, x: torch.Tensor) -> float:
+X = torch.randn(10_000, 1, generator=torch.Generator().manual_seed(0), dtype=torch.float64) * SIGMAS[0]
+
+
+@functools.cache
+def fraction(mode: str, steps: int, one_latent: bool = False) -> float:
+    """Left-mode fraction after sampling with `steps` re-sampled steps (cached: several tests share runs)."""
+    x = X.reshape(1, -1) if one_latent else X
     out = sample_with_reflection(
-        sample_euler, STRONG, x, SIGMAS, {"seed": 11}, strong=STRONG, weak=WEAK, window=window, mode=mode
-    )
+        sample_euler, STRONG, x, SIGMAS, {"seed": 11}, strong=STRONG, weak=WEAK,
+        window=ReflectionWindow.steps(steps), mode=mode,
+    )  # fmt: skip
     return left_fraction(out)
 
 
-@pytest.fixture(scope="module")
-def x() -> torch.Tensor:
-    return torch.randn(10_000, 1, generator=torch.Generator().manual_seed(0), dtype=torch.float64) * SIGMAS[0]
-
-
-def test_vanilla_resampling_keeps_the_strong_models_balance(x: torch.Tensor) -> None:
+def test_vanilla_resampling_keeps_the_strong_models_balance() -> None:
     # Re-noising with random noise is W2SD with "add noise" as the weak model: it has no preferred
     # direction, so the minority fraction stays near the strong model's ~0.33.
-    assert fraction("resample", ReflectionWindow.steps(49), x) == pytest.approx(0.32, abs=0.03)
+    assert fraction("resample", 49) == pytest.approx(0.32, abs=0.03)
 
 
-def test_aligned_resampling_beats_vanilla_and_overshoots_in_one_dimension(x: torch.Tensor) -> None:
+def test_aligned_resampling_beats_vanilla_and_overshoots_in_one_dimension() -> None:
     # In 1-D the per-sample cosine is just a sign, so every aligned redraw pushes the whole re-noise
     # along the W2SD direction: far stronger than the reflection itself. With the paper's lambda = 49
     # it overshoots the ideal 0.51 (measured ~1.0); one aligned step already lands near the ideal.
-    vanilla, aligned = (fraction(m, ReflectionWindow.steps(49), x) for m in ("resample", "resample_aligned"))
+    vanilla, aligned = fraction("resample", 49), fraction("resample_aligned", 49)
     assert aligned > vanilla + 0.3
     assert aligned > 0.9  # documents the overshoot
-    one_vanilla, one_aligned = (
-        fraction(m, ReflectionWindow.steps(1), x) for m in ("resample", "resample_aligned")
-    )
+    one_vanilla, one_aligned = fraction("resample", 1), fraction("resample_aligned", 1)
     assert abs(one_aligned - 0.51) < abs(one_vanilla - 0.51) - 0.05
 
 
-def test_aligned_resampling_in_high_dimension_barely_differs_from_vanilla(x: torch.Tensor) -> None:
+def test_aligned_resampling_in_high_dimension_barely_differs_from_vanilla() -> None:
     # The same 10,000 values as one 10,000-dimensional latent (the image case): a positive cosine is a
     # weak constraint there, so aligned Re-Sampling is only slightly ahead of vanilla (measured +0.01).
-    one_latent = x.reshape(1, -1)
-    vanilla = fraction("resample", ReflectionWindow.steps(49), one_latent)
-    aligned = fraction("resample_aligned", ReflectionWindow.steps(49), one_latent)
+    vanilla = fraction("resample", 49, one_latent=True)
+    aligned = fraction("resample_aligned", 49, one_latent=True)
     assert 0.0 <= aligned - vanilla < 0.05
