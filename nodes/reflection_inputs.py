@@ -149,7 +149,7 @@ def settings_from_inputs(
             raise ValueError(
                 f"equal_budget needs steps >= 2 (it samples steps // 2 and reflects a quarter); got steps={steps}."
             )
-        plan = equal_budget_plan(steps, inversion_iters if inversion == "fixed_point" else 0)
+        plan = equal_budget_plan(steps, max(inversion_iters, 1) if inversion == "fixed_point" else 0)
         log.info(
             "[W2SD] equal budget: %d steps -> %d steps, %d reflected", steps, plan.steps, plan.reflect_steps
         )

@@ -1,0 +1,274 @@
+"""The W2SD KSampler in-process against stock ComfyUI: exactness, NFE and pass counts, progress,
+model loading, interrupts, errors and no mutation. Latents are compared as tensors, not images."""
+
+from __future__ import annotations
+
+from collections import Counter
+
+import pytest
+import torch
+from fixtures.checkpoints import SD3_MINI, SD15_MINI, SD15_MINI_FINETUNE, SD15_MINI_LORA
+
+REFLECTION = {
+    "mode": "W2SD", "window": "steps", "start_percent": 0.0, "end_percent": 0.5, "reflect_steps": -1,
+    "inversion": "explicit", "inversion_iters": 3, "equal_budget": False,
+}  # fmt: skip
+STEPS = 6
+
+
+class Setup:
+    def __init__(self, comfyui):
+        self.c = comfyui
+        comfyui.load_pack()
+        self.model, self.clip, self.vae = comfyui.execute("CheckpointLoaderSimple", ckpt_name=SD15_MINI)
+        self.positive = comfyui.execute("CLIPTextEncode", clip=self.clip, text="a red fox in the snow")[0]
+        self.negative = comfyui.execute("CLIPTextEncode", clip=self.clip, text="blurry")[0]
+        self.latent = comfyui.execute("EmptyLatentImage", width=64, height=64, batch_size=1)[0]
+
+    def stock(self, model=None, sampler="euler", scheduler="karras", cfg=5.5, seed=1, steps=STEPS):
+        out = self.c.nodes.common_ksampler(
+            model or self.model,
+            seed,
+            steps,
+            cfg,
+            sampler,
+            scheduler,
+            self.positive,
+            self.negative,
+            self.latent,
+        )
+        return out[0]["samples"]
+
+    def w2sd(
+        self,
+        pair,
+        model=None,
+        sampler="euler",
+        scheduler="karras",
+        cfg=5.5,
+        seed=1,
+        steps=STEPS,
+        **reflection,
+    ):
+        latent, plot = self.c.execute(
+            "W2SDKSampler", model=model or self.model, seed=seed, steps=steps, cfg=cfg, sampler_name=sampler,
+            scheduler=scheduler, positive=self.positive, negative=self.negative, latent_image=self.latent,
+            denoise=1.0, pair=pair, **{**REFLECTION, **reflection},
+        )  # fmt: skip
+        return latent["samples"], plot
+
+    def cfg_gap(self, strong=5.5, weak=0.0, pair=None):
+        return self.c.execute("W2SDCFGGap", strong_cfg=strong, weak_cfg=weak, pair=pair)[0]
+
+
+@pytest.fixture(scope="module")
+def s(comfyui):
+    return Setup(comfyui)
+
+
+def counting_model(model, log):
+    """A clone whose every network pass is logged as (role, batch size)."""
+
+    def wrapper(apply_model, args):
+        log.append((args["c"]["transformer_options"].get("w2sd_role", "main"), args["input"].shape[0]))
+        return apply_model(args["input"], args["timestep"], **args["c"])
+
+    m = model.clone()
+    m.set_model_unet_function_wrapper(wrapper)
+    return m
+
+
+@pytest.mark.parametrize(
+    "sampler,scheduler",
+    [
+        ("euler", "karras"),
+        ("dpmpp_2m", "normal"),
+        ("euler_ancestral", "simple"),
+        ("heun", "exponential"),
+        ("dpmpp_2m_sde", "karras"),
+        ("uni_pc", "sgm_uniform"),
+    ],
+)
+def test_empty_window_is_stock_bit_for_bit(s, sampler, scheduler):
+    latent, _ = s.w2sd(s.cfg_gap(), sampler=sampler, scheduler=scheduler, reflect_steps=0)
+    assert torch.equal(latent, s.stock(sampler=sampler, scheduler=scheduler))
+
+
+def test_strong_equals_weak_with_fixed_point_inversion_matches_stock(s):
+    same = s.c.execute("W2SDModelPair", strong_cfg=5.5, weak_cfg=5.5)[0]
+    stock = s.stock()
+    scale = stock.abs().max().item()
+    explicit, _ = s.w2sd(same, inversion="explicit")
+    fixed, _ = s.w2sd(same, inversion="fixed_point", inversion_iters=10)
+    err_explicit = (explicit - stock).abs().max().item() / scale
+    err_fixed = (fixed - stock).abs().max().item() / scale
+    print(
+        f"strong == weak, relative max error vs stock: explicit {err_explicit:.2e}, fixed-point x10 {err_fixed:.2e}"
+    )
+    assert err_fixed < 0.05 * max(err_explicit, 1e-12) or err_fixed < 1e-3
+
+
+def test_nfe_and_passes(s):
+    """T + 2*lambda evaluations; the cfg 0 weak side makes one pass, the cfg 5.5 sides two (one batch of 2)."""
+    log = []
+    model = counting_model(s.model, log)
+    s.w2sd(s.cfg_gap(5.5, 0.0), model=model)
+    by_role = Counter(role for role, _ in log)
+    assert by_role == {"main": STEPS, "strong": STEPS - 1, "weak": STEPS - 1}
+    batch = {role: {b for r, b in log if r == role} for role in by_role}
+    assert batch == {"main": {2}, "strong": {2}, "weak": {1}}
+
+
+def test_cfg_one_side_skips_uncond(s):
+    log = []
+    s.w2sd(s.cfg_gap(1.0, 0.0), model=counting_model(s.model, log))
+    assert {b for r, b in log if r == "strong"} == {1}
+
+
+def test_progress_counts_every_evaluation(s):
+    import comfy.utils
+
+    seen = []
+    old = comfy.utils.PROGRESS_BAR_HOOK
+    comfy.utils.set_progress_bar_global_hook(
+        lambda value, total, preview, *a, **k: seen.append((value, total))
+    )
+    try:
+        s.w2sd(s.cfg_gap(), seed=2)
+    finally:
+        comfy.utils.set_progress_bar_global_hook(old)
+    nfe = STEPS + 2 * (STEPS - 1)
+    assert [v for v, _ in seen] == list(range(1, nfe + 1))
+    assert {t for _, t in seen} == {nfe}
+
+
+def test_two_checkpoints_load_together_and_stay_loaded(s, monkeypatch):
+    import comfy.model_management as mm
+
+    finetune = s.c.execute("CheckpointLoaderSimple", ckpt_name=SD15_MINI_FINETUNE)[0]
+    pair = s.c.execute("W2SDModelPair", strong_model=finetune, weak_model=s.model)[0]
+    calls = []
+    real = mm.load_models_gpu
+
+    def recording(models, *args, **kwargs):
+        calls.append([m.model for m in models])
+        return real(models, *args, **kwargs)
+
+    monkeypatch.setattr(mm, "load_models_gpu", recording)
+    latent, _ = s.w2sd(pair, model=s.model)
+    assert len(calls) == 1, f"model loads during sampling: {len(calls)}"
+    assert any(m is finetune.model for m in calls[0]) and any(m is s.model.model for m in calls[0])
+    assert torch.isfinite(latent).all()
+
+
+def test_family_mismatch_is_a_clear_error(s):
+    sd3 = s.c.execute("CheckpointLoaderSimple", ckpt_name=SD3_MINI)[0]
+    pair = s.c.execute("W2SDModelPair", strong_model=sd3)[0]
+    with pytest.raises(ValueError, match="strong model .* latent format"):
+        s.w2sd(pair)
+
+
+def test_lora_patched_clone_is_a_clear_error(s):
+    lora_model = s.c.execute(
+        "LoraLoader",
+        model=s.model,
+        clip=s.clip,
+        lora_name=SD15_MINI_LORA,
+        strength_model=1.0,
+        strength_clip=1.0,
+    )[0]
+    pair = s.c.execute("W2SDModelPair", strong_model=lora_model)[0]
+    with pytest.raises(ValueError, match="LoRA-scale splitter"):
+        s.w2sd(pair)
+
+
+def test_lora_split_main_scale_and_no_mutation(s):
+    model_options_before = repr(s.model.model_options)
+    patches_before = dict(s.model.patches)
+    split_model, pair, _ = s.c.execute(
+        "W2SDLoraSplit",
+        model=s.model,
+        lora_name=SD15_MINI_LORA,
+        main_scale=0.8,
+        strong_scale=1.5,
+        weak_scale=-1.5,
+        clip=None,
+    )
+    reflected, _ = s.w2sd(pair, model=split_model)
+    plain, _ = s.w2sd(pair, model=split_model, reflect_steps=0)
+    stock_lora = s.c.execute(
+        "LoraLoader",
+        model=s.model,
+        clip=s.clip,
+        lora_name=SD15_MINI_LORA,
+        strength_model=0.8,
+        strength_clip=0.0,
+    )[0]
+    reference = s.stock(model=stock_lora)
+    rel = (plain - reference).abs().max().item() / reference.abs().max().item()
+    print(f"LoRA split at main scale vs LoraLoader: relative max error {rel:.2e}")
+    assert rel < 1e-3
+    assert (reflected - plain).abs().max() > 1e-3
+    assert repr(s.model.model_options) == model_options_before and dict(s.model.patches) == patches_before
+    assert torch.equal(s.stock(seed=5), s.stock(seed=5))
+
+
+def test_interrupt_stops_within_one_evaluation_and_leaves_stock_intact(s):
+    import comfy.model_management as mm
+
+    stock = s.stock(seed=3)
+    log = []
+    model = counting_model(s.model, log)
+
+    def wrapper(apply_model, args):
+        log.append(args["c"]["transformer_options"].get("w2sd_role", "main"))
+        if len(log) == 4:  # inside the reflection phase
+            mm.interrupt_current_processing(True)
+        return apply_model(args["input"], args["timestep"], **args["c"])
+
+    model.set_model_unet_function_wrapper(wrapper)
+    try:
+        with pytest.raises(mm.InterruptProcessingException):
+            s.w2sd(s.cfg_gap(), model=model, seed=3)
+    finally:
+        mm.interrupt_current_processing(False)
+    assert len(log) <= 5, f"{len(log)} evaluations ran after asking to stop at 4"
+    assert torch.equal(s.stock(seed=3), stock)
+
+
+def test_exception_in_a_model_call_leaves_stock_intact(s):
+    split_model = s.c.execute(
+        "W2SDLoraSplit",
+        model=s.model,
+        lora_name=SD15_MINI_LORA,
+        main_scale=0.8,
+        strong_scale=1.5,
+        weak_scale=-1.5,
+        clip=None,
+    )[0]
+    stock = s.stock(seed=4)
+    broken = split_model.clone()
+
+    def wrapper(apply_model, args):
+        if args["c"]["transformer_options"].get("w2sd_role") == "weak":
+            raise RuntimeError("boom inside the weak model")
+        return apply_model(args["input"], args["timestep"], **args["c"])
+
+    broken.set_model_unet_function_wrapper(wrapper)
+    pair = s.c.execute("W2SDModelPair", strong_model=broken, weak_model=broken)[0]
+    with pytest.raises(RuntimeError, match="boom"):
+        s.w2sd(pair, model=broken, seed=4)
+    assert torch.equal(s.stock(seed=4), stock)
+
+
+def test_equal_budget_spends_no_more_than_stock(s):
+    log = []
+    s.w2sd(s.cfg_gap(), model=counting_model(s.model, log), steps=12, equal_budget=True)
+    assert len(log) <= 12
+    assert Counter(r for r, _ in log) == {"main": 6, "strong": 3, "weak": 3}
+
+
+def test_diagnostics_plot(s):
+    _, plot = s.w2sd(s.cfg_gap())
+    assert plot.shape[0] == 1 and plot.shape[-1] == 3 and plot.dtype == torch.float32
+    assert 0.0 <= plot.min() and plot.max() <= 1.0
