@@ -103,12 +103,11 @@ def _reflect_step(
     weak: Denoiser,
     inversion_iters: int,
     inversion: str,
-    generator: torch.Generator | None,
+    generator: torch.Generator,
 ) -> Tensor:
     """The latent the window step starts from: reflected (W2SD / S2WD) or re-sampled (Alg. 2 / 3)."""
     if mode in ("w2sd", "s2wd"):
         return reflect(x, sigma, sigma_next, strong, weak, inversion_iters, inversion)
-    assert generator is not None
     x_down = denoise_step(x, sigma, sigma_next, strong)
     if mode == "resample":
         noise = draw_noise(x, generator)
@@ -173,10 +172,8 @@ def sample_with_reflection(
     if not any(mask):
         return sampler_fn(main, x, sigmas, args_from(0), None, disable, **options)
 
-    generator = None
-    if mode.startswith("resample"):
-        resample_seed = _offset_seed(base_seed or 0, RESAMPLE_STREAM) % _SEED_SPAN
-        generator = torch.Generator("cpu").manual_seed(resample_seed)
+    resample_seed = _offset_seed(base_seed or 0, RESAMPLE_STREAM) % _SEED_SPAN
+    generator = torch.Generator("cpu").manual_seed(resample_seed)
     i = 0
     while i < total:
         if mask[i]:
