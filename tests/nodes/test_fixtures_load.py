@@ -102,3 +102,9 @@ def test_sd3_mini_is_a_flow_model_that_samples(comfyui):
     latent = sample(comfyui, model, clip, latent_channels=16)
     assert latent.shape == (1, 16, 8, 8) and torch.isfinite(latent).all()
     assert comfyui.execute("VAEDecode", samples={"samples": latent}, vae=vae)[0].shape == (1, 64, 64, 3)
+
+
+def test_pack_loads_through_comfyuis_custom_node_loader(comfyui):
+    new_ids = comfyui.load_pack()
+    assert new_ids and all(node_id.startswith("W2SD") for node_id in new_ids)
+    assert "W2SDKSampler" in comfyui.nodes.NODE_CLASS_MAPPINGS
