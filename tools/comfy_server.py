@@ -33,6 +33,9 @@ COMFYUI_VERSIONS = ("0.3.75", "0.3.52")
 PACK_LINK_NAME = "comfyui-w2sd"
 NODE_PREFIX = "W2SD"
 SETTINGS = {"Comfy.TutorialCompleted": True}
+# ComfyUI runs text encoders in fp16 even on the CPU, where fp16 matmuls are ~90x slower than fp32 here
+# (a CLIP-L encode: 3-7 s instead of ~1 s). The tests compare runs of one configuration, so fp32 is fine.
+CPU_ARGS = ("--cpu", "--fp32-text-enc")
 
 
 def comfyui_dir(version: str | None = None) -> Path:
@@ -134,7 +137,7 @@ class ComfyServer:
 
     def command(self) -> list[str]:
         return [
-            self.python, "main.py", "--cpu", "--listen", "127.0.0.1", "--port", str(self.port),
+            self.python, "main.py", *CPU_ARGS, "--listen", "127.0.0.1", "--port", str(self.port),
             "--disable-auto-launch", "--base-directory", str(self.base_dir),
             "--database-url", "sqlite:///:memory:", *self.extra_args,
         ]  # fmt: skip

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import sys
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from types import ModuleType
 from typing import Any
@@ -30,6 +30,8 @@ class InProcessComfy:
     """Installed fixture files by name (see fixtures.checkpoints)."""
     nodes: ModuleType
     """ComfyUI's `nodes` module (stock nodes + comfy_extras registered)."""
+    pack_node_ids: list[str] = field(default_factory=list)
+    """The W2SD node ids once `load_pack` ran."""
 
     def node_class(self, class_type: str) -> Any:
         return self.nodes.NODE_CLASS_MAPPINGS[class_type]
@@ -42,12 +44,14 @@ class InProcessComfy:
         return tuple(getattr(cls(), cls.FUNCTION)(**inputs))
 
     def load_pack(self) -> list[str]:
-        """Load this checkout through ComfyUI's own custom-node loader; returns the W2SD node ids."""
-        link = self.base_dir / "custom_nodes" / PACK_LINK_NAME
-        before = set(self.nodes.NODE_CLASS_MAPPINGS)
-        if not asyncio.run(self.nodes.load_custom_node(str(link))):
-            raise RuntimeError(f"ComfyUI could not load the pack from {link} (see the log above)")
-        return sorted(set(self.nodes.NODE_CLASS_MAPPINGS) - before)
+        """Load this checkout through ComfyUI's own custom-node loader (once); returns the W2SD node ids."""
+        if not self.pack_node_ids:
+            link = self.base_dir / "custom_nodes" / PACK_LINK_NAME
+            before = set(self.nodes.NODE_CLASS_MAPPINGS)
+            if not asyncio.run(self.nodes.load_custom_node(str(link))):
+                raise RuntimeError(f"ComfyUI could not load the pack from {link} (see the log above)")
+            self.pack_node_ids = sorted(set(self.nodes.NODE_CLASS_MAPPINGS) - before)
+        return self.pack_node_ids
 
 
 @pytest.fixture(scope="session")
@@ -61,8 +65,13 @@ def comfyui(tmp_path_factory: pytest.TempPathFactory) -> InProcessComfy:
 
     # Read by comfy.model_management and folder_paths when they are first imported.
     comfy.cli_args.args.cpu = True
+    comfy.cli_args.args.fp32_text_enc = True  # as the test server does (see comfy_server.CPU_ARGS)
     comfy.cli_args.args.base_directory = str(base)
     import folder_paths
+
+    # As main.py does: import ComfyUI's `utils` package before nodes.py puts comfy/ first on sys.path,
+    # where comfy/utils.py would shadow it (then comfy_extras' nodes_images fails to import).
+    import utils.extra_config  # noqa: F401
 
     import nodes
 
@@ -74,5 +83,11 @@ def comfyui(tmp_path_factory: pytest.TempPathFactory) -> InProcessComfy:
             folder_paths.add_model_folder_path(kind, str(base / "models" / sub), is_default=True)
         for kind in ("output", "input", "temp"):
             getattr(folder_paths, f"set_{kind}_directory")(str(base / kind))
-    asyncio.run(nodes.init_extra_nodes(init_custom_nodes=False, init_api_nodes=False))
+    if not getattr(sys.modules["utils"], "__path__", None):
+        raise RuntimeError(
+            f"`utils` resolved to {sys.modules['utils'].__file__}, not ComfyUI's utils package"
+        )
+    failed = asyncio.run(nodes.init_extra_nodes(init_custom_nodes=False, init_api_nodes=False))
+    if failed:
+        raise RuntimeError(f"ComfyUI's extra nodes failed to import in-process: {failed} (see the log)")
     return InProcessComfy(source, base, models, nodes)
