@@ -210,6 +210,10 @@ class ComfyServer:
     def free(self, unload_models: bool = True, free_memory: bool = True) -> None:
         self.request("/free", {"unload_models": unload_models, "free_memory": free_memory})
 
+    def running(self) -> list[str]:
+        """Prompt ids executing now (GET /queue)."""
+        return [item[1] for item in self.request("/queue").get("queue_running", [])]
+
     def queue(self, api_graph: dict[str, Any]) -> str:
         """POST /prompt; returns the prompt id. Raises ComfyError with ComfyUI's message if rejected."""
         try:
@@ -234,9 +238,13 @@ class ComfyServer:
             if entry and entry.get("status", {}).get("completed") is not None:
                 status = entry["status"]
                 if status.get("status_str") == "error" or not status.get("completed"):
-                    errors = [m[1] for m in status.get("messages", []) if m[0] == "execution_error"]
-                    message = errors[0].get("exception_message", "").strip() if errors else str(status)
-                    raise ComfyError(message, errors or status, self.log_tail())
+                    messages = dict(status.get("messages", []))
+                    if "execution_error" in messages:
+                        error = messages["execution_error"]
+                        raise ComfyError(error.get("exception_message", "").strip(), error, self.log_tail())
+                    if "execution_interrupted" in messages:
+                        raise ComfyError("interrupted", messages["execution_interrupted"], self.log_tail())
+                    raise ComfyError(f"prompt {prompt_id} failed", status, self.log_tail())
                 return entry
             if self.proc is not None and self.proc.poll() is not None:
                 raise RuntimeError(f"ComfyUI exited with {self.proc.returncode}\n{self.log_tail()}")

@@ -14,7 +14,7 @@ keyed by its pinned requirement strings, so a re-run skips it.
 
 Environment: COMFYUI_PATH (use your own ComfyUI checkout instead of the pinned copy),
 W2SD_TORCH (torch requirement strings, default "torch==2.14.1 torchvision==0.29.1"),
-W2SD_TORCH_INDEX_URL (e.g. https://download.pytorch.org/whl/cu128 on a GPU machine).
+W2SD_TORCH_INDEX_URL (the package index of the torch build your GPU needs).
 Only the standard library is imported at top level; `demo` and `test` re-run this file inside the venv.
 """
 
@@ -30,7 +30,9 @@ import sys
 import tempfile
 import time
 import zipfile
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 REPO = Path(__file__).resolve().parents[1]
 BASE_VENV = REPO / ".venv"
@@ -51,8 +53,8 @@ def say(message: str) -> None:
     print(f"[dev {time.monotonic() - _started:6.1f}s] {message}", flush=True)
 
 
-def run(cmd: list[str], **kwargs: object) -> None:
-    subprocess.run(cmd, check=True, **kwargs)  # type: ignore[call-overload]
+def run(cmd: list[str], **kwargs: Any) -> None:
+    subprocess.run(cmd, check=True, **kwargs)
 
 
 # -- targets ------------------------------------------------------------------------------------
@@ -118,7 +120,7 @@ def mark_done(venv: Path, step: str, spec: str) -> None:
     marker.write_text(spec)
 
 
-def step(venv: Path, name: str, spec: str, action, message: str) -> None:  # type: ignore[no-untyped-def]
+def step(venv: Path, name: str, spec: str, action: Callable[[], None], message: str) -> None:
     if is_done(venv, name, spec):
         return
     say(message)
@@ -291,6 +293,8 @@ def setup_chromium() -> None:
 
 def setup(target: Target) -> None:
     say(f"set-up for ComfyUI {target.version} ({target.comfyui}), venv {target.venv.name}")
+    if not target.pinned:
+        say("COMFYUI_PATH is set: using that ComfyUI (--comfyui-version is ignored)")
     (REPO / ".cache").mkdir(exist_ok=True)
     # Concurrent runs (several terminals, several engineers) must not run pip in one venv at once.
     with open(REPO / ".cache" / "setup.lock", "w") as lock:
