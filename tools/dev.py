@@ -24,6 +24,7 @@ import argparse
 import fcntl
 import hashlib
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -140,8 +141,19 @@ def base_python() -> str:
     return str(Path(sys.base_prefix) / "bin" / f"python{sys.version_info.major}.{sys.version_info.minor}")
 
 
+# Machines with a pip config naming local mirrors that lack a package print one such line per package.
+PIP_NOISE = re.compile(r"WARNING: Location '.*' is ignored: it is neither a file nor a directory")
+
+
 def pip(venv: Path, *args: str) -> None:
-    run([str(venv / "bin" / "python"), "-m", "pip", "--disable-pip-version-check", *args])
+    cmd = [str(venv / "bin" / "python"), "-m", "pip", "--disable-pip-version-check", *args]
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    assert proc.stdout is not None
+    for line in proc.stdout:
+        if not PIP_NOISE.match(line):
+            print(line, end="", flush=True)
+    if proc.wait() != 0:
+        raise subprocess.CalledProcessError(proc.returncode, cmd)
 
 
 def torch_spec() -> tuple[list[str], list[str]]:
