@@ -259,8 +259,8 @@ def setup_comfyui_requirements(target: Target) -> None:
 def check_overlay(target: Target) -> None:
     """The overlay must import torch from .venv and ComfyUI's frontend from itself."""
     code = (
-        "import importlib.metadata as m, torch, comfyui_frontend_package as f; "
-        "print(torch.__file__); print(f.__file__); print(m.version('comfyui-frontend-package'))"
+        "import importlib.metadata as m, importlib.util as u; print(u.find_spec('torch').origin); "
+        "print(u.find_spec('comfyui_frontend_package').origin); print(m.version('comfyui-frontend-package'))"
     )
     out = subprocess.run([str(target.python), "-c", code], capture_output=True, text=True, check=True)
     torch_file, frontend_file, frontend_version = out.stdout.split()
