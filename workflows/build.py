@@ -1,0 +1,656 @@
+"""Build the example workflows (UI format) and their .jpg thumbnails in the real frontend.
+
+    .venv/bin/python workflows/build.py                 # every workflow
+    .venv/bin/python workflows/build.py W2SD_flow_model_SD3
+
+Each graph is made as a user makes it: `LiteGraph.createNode`, links, widget values through the
+widgets' own setters, then `app.graph.serialize()`; the thumbnail is a screenshot of the graph, 512 px
+wide. Needs the dev setup (`python3 tools/dev.py setup`: ComfyUI, playwright, Debian's Chromium).
+Model names are the files users have; tests/e2e/test_workflows.py swaps them for the tiny test models.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import sys
+import tempfile
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+HERE = Path(__file__).resolve().parent
+REPO = HERE.parent
+sys.path[:0] = [str(REPO / "tests"), str(REPO / "tools")]
+
+from browser.comfy_page import open_app, set_widget  # noqa: E402
+from comfy_server import ComfyServer  # noqa: E402
+from conftest import CHROMIUM, CHROMIUM_FLAGS  # noqa: E402
+
+SDXL = "sd_xl_base_1.0.safetensors"
+SD15 = "v1-5-pruned-emaonly.safetensors"
+DREAMSHAPER = "dreamshaper_8.safetensors"
+SD3 = "sd3_medium_incl_clips_t5xxlfp8.safetensors"
+XL_LORA = "xl_more_art-full_v1.safetensors"  # the official code's LoRA (xlMoreArt Full)
+SD15_LORA = "add_detail.safetensors"  # Detail Tweaker
+CANNY_CONTROLNET = "control_v11p_sd15_canny.safetensors"
+
+PROMPT_XL = "a cozy wooden cabin in a snowy pine forest at dusk, warm light in the windows, highly detailed"
+PROMPT_15 = "a red fox sitting in a meadow of wild flowers, morning light, detailed fur"
+RAW_PROMPT = "a cat wearing a hat"
+REFINED_PROMPT = (
+    "a fluffy ginger cat wearing a small red knitted wool hat, sitting on a sunny windowsill, "
+    "soft morning light, detailed fur, shallow depth of field, photograph"
+)
+NEGATIVE = "blurry, low quality, deformed"
+SEED = 42
+
+VIEW = {"width": 1600, "height": 1000}
+THUMB_WIDTH = 512
+COL_GAP, ROW_GAP, MARGIN = 60, 50, 40
+W2SD_COLOR = {"color": "#223322", "bgcolor": "#335533"}  # litegraph's "green": W2SD nodes stand out
+PAPER = {"mode": "W2SD", "window": "steps", "reflect_steps": -1, "inversion": "explicit"}
+MEASURED = {
+    "mode": "W2SD",
+    "window": "percent",
+    "start_percent": 0.0,
+    "end_percent": 0.5,
+    "inversion": "explicit",
+}
+IMAGE_SIZE = (380, 420)
+PLOT_TITLE = "Reflection plot (flat zero = the pair does nothing)"
+
+
+@dataclass(frozen=True)
+class Out:
+    node: int
+    slot: int
+
+
+@dataclass
+class Node:
+    graph: Graph
+    id: int
+    type: str
+
+    def out(self, name: str) -> Out:
+        slot = self.graph.page.evaluate(
+            "([id, name]) => app.graph.getNodeById(id).findOutputSlot(name)", [self.id, name]
+        )
+        if slot < 0:
+            raise KeyError(f"{self.type} has no output {name!r}")
+        return Out(self.id, slot)
+
+
+@dataclass
+class Graph:
+    """A graph built in the page: nodes go into columns, laid out left to right by `layout()`."""
+
+    page: Any
+    columns: dict[int, list[int]] = field(default_factory=dict)
+
+    def add(self, node_type: str, col: int, title: str | None = None, **values: Any) -> Node:
+        node_id = self.page.evaluate(
+            """([type, title]) => {
+              const node = LiteGraph.createNode(type);
+              if (!node) throw new Error(`unknown node type ${type}`);
+              if (title) node.title = title;
+              app.graph.add(node);
+              return node.id;
+            }""",
+            [node_type, title],
+        )
+        self.columns.setdefault(col, []).append(node_id)
+        if node_type.startswith("W2SD"):
+            self.page.evaluate(
+                "([id, c]) => Object.assign(app.graph.getNodeById(id), c)", [node_id, W2SD_COLOR]
+            )
+        for name, value in values.items():
+            if isinstance(value, Out):
+                ok = self.page.evaluate(
+                    """([src, slot, dst, name]) => {
+                      const a = app.graph.getNodeById(src), b = app.graph.getNodeById(dst);
+                      const input = b.findInputSlot(name);
+                      return input >= 0 && !!a.connect(slot, b, input);
+                    }""",
+                    [value.node, value.slot, node_id, name],
+                )
+                if not ok:
+                    raise ValueError(f"cannot link {value} to {node_type}.{name}")
+            else:
+                set_widget(self.page, node_id, name, value)
+        return Node(self, node_id, node_type)
+
+    def note(self, col: int, title: str, text: str, size: tuple[int, int] = (460, 400)) -> Node:
+        return self.resize(self.add("Note", col, title=title, text=text), size)
+
+    def resize(self, node: Node, size: tuple[int, int]) -> Node:
+        self.page.evaluate(
+            "([id, size]) => { app.graph.getNodeById(id).size = size; }", [node.id, list(size)]
+        )
+        return node
+
+    def layout(self) -> None:
+        """Columns left to right, nodes stacked top to bottom in the order they were added."""
+        self.page.evaluate(
+            """([columns, colGap, rowGap, margin]) => {
+              let x = margin;
+              for (const ids of columns) {
+                const nodes = ids.map((id) => app.graph.getNodeById(id));
+                let y = margin;
+                for (const node of nodes) {
+                  node.pos = [x, y];
+                  y += node.size[1] + rowGap + LiteGraph.NODE_TITLE_HEIGHT;
+                }
+                x += Math.max(...nodes.map((n) => n.size[0])) + colGap;
+              }
+              app.graph.setDirtyCanvas(true, true);
+            }""",
+            [[self.columns[c] for c in sorted(self.columns)], COL_GAP, ROW_GAP, MARGIN],
+        )
+
+
+# --- shared pieces ------------------------------------------------------------------------------------
+
+
+def sampler_settings(
+    steps: int, cfg: float, sampler: str, scheduler: str, **reflection: Any
+) -> dict[str, Any]:
+    return {
+        "seed": SEED, "control_after_generate": "fixed", "steps": steps, "cfg": cfg,
+        "sampler_name": sampler, "scheduler": scheduler, **reflection,
+    }  # fmt: skip
+
+
+def decode_and_save(g: Graph, col: int, latent: Out, vae: Out, prefix: str, title: str | None = None) -> Node:
+    decode = g.add("VAEDecode", col, samples=latent, vae=vae)
+    save = g.add("SaveImage", col, title=title, images=decode.out("IMAGE"), filename_prefix=prefix)
+    return g.resize(save, IMAGE_SIZE)
+
+
+def w2sd_outputs(g: Graph, col: int, sampler: Node, vae: Out, prefix: str) -> None:
+    decode_and_save(g, col, sampler.out("LATENT"), vae, prefix)
+    g.resize(g.add("PreviewImage", col, title=PLOT_TITLE, images=sampler.out("reflection_plot")), IMAGE_SIZE)
+
+
+def prompts(
+    g: Graph, col: int, clip: Out, positive: str, negative: str | None, title: str = "Positive prompt"
+) -> tuple[Node, Node]:
+    """Positive and negative conditioning; negative None = the official code's empty, zeroed negative."""
+    pos = g.add("CLIPTextEncode", col, title=title, clip=clip, text=positive)
+    if negative is None:
+        empty = g.add("CLIPTextEncode", col, title="Negative prompt (empty)", clip=clip, text="")
+        neg = g.add(
+            "ConditioningZeroOut", col, title="Zeroed negative", conditioning=empty.out("CONDITIONING")
+        )
+    else:
+        neg = g.add("CLIPTextEncode", col, title="Negative prompt", clip=clip, text=negative)
+    return pos, neg
+
+
+def latent(g: Graph, col: int, size: int, node_type: str = "EmptyLatentImage") -> Node:
+    return g.add(node_type, col, width=size, height=size, batch_size=1)
+
+
+# --- the workflows ------------------------------------------------------------------------------------
+
+
+def lora_official_code(g: Graph) -> None:
+    g.note(
+        0,
+        "W2SD: LoRA pair, official code settings",
+        (
+            "Weak-to-Strong Diffusion (arXiv 2502.00473) with one LoRA at three scales, as the authors' "
+            "w2sd_lora.py runs it on SD-XL:\n"
+            "- regular sampling steps: LoRA 0.8, cfg 5.5\n"
+            "- reflection, strong denoise: LoRA +1.5, cfg 5.5\n"
+            "- reflection, weak inversion: LoRA -1.5, cfg 1.0\n"
+            "- 50 DDIM steps (ddim_uniform), every step but the last reflects (window = steps, reflect_steps = -1)\n"
+            "- empty negative prompt, zeroed (ConditioningZeroOut)\n\n"
+            "The LoRA-scale splitter shares one copy of the base weights (no re-patching between sides); the "
+            "CFG-gap node stacked on it sets the side cfgs. The official code's LoRA is xlMoreArt Full "
+            "(a DPO-style LoRA): pick your own file in lora_name.\n\n"
+            "Cost: 50 + 2 x 49 = 148 model evaluations, about 3x a stock KSampler (the label on the sampler). "
+            "inversion = reference reproduces the official code's weak-inversion formula exactly. "
+            "The paper's text uses other side settings: see W2SD_LoRA_paper_text_SDXL."
+        ),
+    )
+    ckpt = g.add("CheckpointLoaderSimple", 0, ckpt_name=SDXL)
+    split = g.add(
+        "W2SDLoraSplit", 1, model=ckpt.out("MODEL"), clip=ckpt.out("CLIP"), lora_name=XL_LORA,
+        main_scale=0.8, strong_scale=1.5, weak_scale=-1.5,
+    )  # fmt: skip
+    gap = g.add("W2SDCFGGap", 1, pair=split.out("pair"), strong_cfg=5.5, weak_cfg=1.0)
+    pos, neg = prompts(g, 2, split.out("clip"), PROMPT_XL, None)
+    lat = latent(g, 2, 1024)
+    sampler = g.add(
+        "W2SDKSampler", 3, model=split.out("model"), positive=pos.out("CONDITIONING"),
+        negative=neg.out("CONDITIONING"), latent_image=lat.out("LATENT"), pair=gap.out("pair"),
+        **sampler_settings(50, 5.5, "ddim", "ddim_uniform", **PAPER),
+    )  # fmt: skip
+    w2sd_outputs(g, 4, sampler, ckpt.out("VAE"), "W2SD/lora_official_code")
+
+
+def lora_paper_text(g: Graph) -> None:
+    g.note(
+        0,
+        "W2SD: LoRA pair, paper text settings",
+        (
+            "The LoRA weight-difference setting as the paper's text describes it (Sec. 4, Appendix B): "
+            "strong = LoRA at +0.8, weak = LoRA at -1.5, and both sides at cfg 1.0 during reflections, "
+            "so only the weights differ; the regular steps use LoRA 0.8 at cfg 5.5. T = 50 DDIM steps, "
+            "lambda = T - 1 (every step but the last reflects).\n\n"
+            "A CFG gap cannot have equal cfgs, so the side cfgs come from a Weak/Strong Model Pair (strong_cfg = "
+            "weak_cfg = 1.0) stacked on the LoRA-scale splitter.\n\n"
+            "The authors' released code differs (LoRA +1.5 / -1.5, strong cfg 5.5, weak cfg 1.0): "
+            "see W2SD_LoRA_official_code_SDXL. Pick your own LoRA in lora_name; the paper used xlMoreArt "
+            "Full and personalised LoRAs."
+        ),
+    )
+    ckpt = g.add("CheckpointLoaderSimple", 0, ckpt_name=SDXL)
+    split = g.add(
+        "W2SDLoraSplit", 1, model=ckpt.out("MODEL"), clip=ckpt.out("CLIP"), lora_name=XL_LORA,
+        main_scale=0.8, strong_scale=0.8, weak_scale=-1.5,
+    )  # fmt: skip
+    pair = g.add(
+        "W2SDModelPair", 1, title="Side cfg 1.0 / 1.0 (paper text)", pair=split.out("pair"),
+        strong_cfg=1.0, weak_cfg=1.0,
+    )  # fmt: skip
+    pos, neg = prompts(g, 2, split.out("clip"), PROMPT_XL, None)
+    lat = latent(g, 2, 1024)
+    sampler = g.add(
+        "W2SDKSampler", 3, model=split.out("model"), positive=pos.out("CONDITIONING"),
+        negative=neg.out("CONDITIONING"), latent_image=lat.out("LATENT"), pair=pair.out("pair"),
+        **sampler_settings(50, 5.5, "ddim", "ddim_uniform", **PAPER),
+    )  # fmt: skip
+    w2sd_outputs(g, 4, sampler, ckpt.out("VAE"), "W2SD/lora_paper_text")
+
+
+def finetune_vs_base(g: Graph) -> None:
+    g.note(
+        0,
+        "W2SD: fine-tuned vs base checkpoint",
+        (
+            "Weight difference with two checkpoints of one family (paper Table 1): strong = a full fine-tune "
+            "(here DreamShaper 8), weak = its base (SD1.5). The fine-tune also takes the regular steps "
+            "(the paper's M^s). Both must be the same family (SD1.5 with SD1.5, SDXL with SDXL, e.g. "
+            "Juggernaut-XL with sd_xl_base_1.0).\n\n"
+            "Paper text settings: 50 DDIM steps, cfg 5.5, every step but the last reflects, both sides at "
+            "cfg 1.0 during reflections (the Model Pair's strong_cfg / weak_cfg; -1 = the sampler's cfg).\n\n"
+            "The prompts are encoded once with the fine-tune's text encoder and used by both sides. The two "
+            "models are loaded together, so this needs memory for both UNets."
+        ),
+    )
+    strong = g.add("CheckpointLoaderSimple", 0, title="Strong: fine-tune", ckpt_name=DREAMSHAPER)
+    weak = g.add("CheckpointLoaderSimple", 1, title="Weak: base model", ckpt_name=SD15)
+    pos, neg = prompts(g, 2, strong.out("CLIP"), PROMPT_15, NEGATIVE)
+    lat = latent(g, 2, 512)
+    pair = g.add(
+        "W2SDModelPair", 3, strong_model=strong.out("MODEL"), weak_model=weak.out("MODEL"),
+        strong_cfg=1.0, weak_cfg=1.0,
+    )  # fmt: skip
+    sampler = g.add(
+        "W2SDKSampler", 4, model=strong.out("MODEL"), positive=pos.out("CONDITIONING"),
+        negative=neg.out("CONDITIONING"), latent_image=lat.out("LATENT"), pair=pair.out("pair"),
+        **sampler_settings(50, 5.5, "ddim", "ddim_uniform", **PAPER),
+    )  # fmt: skip
+    w2sd_outputs(g, 5, sampler, strong.out("VAE"), "W2SD/finetune_vs_base")
+
+
+def cfg_gap(g: Graph) -> None:
+    g.note(
+        0,
+        "W2SD: CFG gap (Z-Sampling)",
+        (
+            "Condition difference through guidance (paper Table 7; Z-Sampling is this special case): one "
+            "model, strong side at a high cfg (5.5), weak side at cfg 0 (the unconditional prediction alone, "
+            "one pass). No second model, no extra memory.\n\n"
+            "Settings: 50 DDIM steps, cfg 5.5, every step but the last reflects. Cost: 148 model evaluations "
+            "for 50 steps; the weak side is one pass each.\n\n"
+            "A known critique: a CFG-gap zigzag can act like plain CFG at about 2w - 1 (here ~10) for 3x the "
+            "compute. W2SD_comparison_stock_matched_CFG_equal_NFE_SDXL renders those baselines side by side."
+        ),
+    )
+    ckpt = g.add("CheckpointLoaderSimple", 0, ckpt_name=SDXL)
+    gap = g.add("W2SDCFGGap", 1, strong_cfg=5.5, weak_cfg=0.0)
+    pos, neg = prompts(g, 2, ckpt.out("CLIP"), PROMPT_XL, NEGATIVE)
+    lat = latent(g, 2, 1024)
+    sampler = g.add(
+        "W2SDKSampler", 3, model=ckpt.out("MODEL"), positive=pos.out("CONDITIONING"),
+        negative=neg.out("CONDITIONING"), latent_image=lat.out("LATENT"), pair=gap.out("pair"),
+        **sampler_settings(50, 5.5, "ddim", "ddim_uniform", **PAPER),
+    )  # fmt: skip
+    w2sd_outputs(g, 4, sampler, ckpt.out("VAE"), "W2SD/cfg_gap")
+
+
+def refined_vs_raw_prompt(g: Graph) -> None:
+    g.note(
+        0,
+        "W2SD: refined vs raw prompt",
+        (
+            "Condition difference through the prompt (paper Table 7): strong = a refined, detailed prompt "
+            "(e.g. written by an LLM), weak = the raw prompt. The refined prompt also drives the regular "
+            "steps; the Model Pair gives the weak side the raw prompt. Reflections move each step along "
+            "the difference between the two prompts.\n\n"
+            "Settings: 50 DDIM steps, cfg 5.5, every step but the last reflects; both sides use the sampler's "
+            "cfg (-1). One model, so no extra memory."
+        ),
+    )
+    ckpt = g.add("CheckpointLoaderSimple", 0, ckpt_name=SD15)
+    pos, neg = prompts(g, 1, ckpt.out("CLIP"), REFINED_PROMPT, NEGATIVE, title="Strong: refined prompt")
+    raw = g.add("CLIPTextEncode", 1, title="Weak: raw prompt", clip=ckpt.out("CLIP"), text=RAW_PROMPT)
+    lat = latent(g, 1, 512)
+    pair = g.add("W2SDModelPair", 2, weak_positive=raw.out("CONDITIONING"))
+    sampler = g.add(
+        "W2SDKSampler", 3, model=ckpt.out("MODEL"), positive=pos.out("CONDITIONING"),
+        negative=neg.out("CONDITIONING"), latent_image=lat.out("LATENT"), pair=pair.out("pair"),
+        **sampler_settings(50, 5.5, "ddim", "ddim_uniform", **PAPER),
+    )  # fmt: skip
+    w2sd_outputs(g, 4, sampler, ckpt.out("VAE"), "W2SD/refined_vs_raw_prompt")
+
+
+def controlnet_gap(g: Graph) -> None:
+    g.note(
+        0,
+        "W2SD: ControlNet gap",
+        (
+            "Pipeline difference (paper Sec. 4, Fig. 10): the strong side is the pipeline with a ControlNet, "
+            "the weak side the plain one. The ControlNet conditioning drives the regular steps and the strong "
+            "denoise; the Model Pair gives the weak inversion the plain prompts. Reflections pull the image "
+            "towards the control (here Canny edges of example.png: load your own image).\n\n"
+            "Paper settings: control strength 1.0, 50 DDIM steps, cfg 5.5, every step but the last reflects, "
+            "both sides at cfg 0.5 during reflections so that only the ControlNet differs.\n\n"
+            "Any model patch or conditioning (IP-Adapter, a style LoRA, ...) can stand on the strong side the "
+            "same way."
+        ),
+    )
+    ckpt = g.add("CheckpointLoaderSimple", 0, ckpt_name=SD15)
+    image = g.add("LoadImage", 0, image="example.png")
+    canny = g.add("Canny", 0, image=image.out("IMAGE"), low_threshold=0.4, high_threshold=0.8)
+    cnet = g.add("ControlNetLoader", 1, control_net_name=CANNY_CONTROLNET)
+    pos, neg = prompts(
+        g, 1, ckpt.out("CLIP"), "a modern glass house on a cliff above the sea, sunset", NEGATIVE
+    )
+    apply = g.add(
+        "ControlNetApplyAdvanced", 2, title="Strong: with ControlNet", positive=pos.out("CONDITIONING"),
+        negative=neg.out("CONDITIONING"), control_net=cnet.out("CONTROL_NET"), image=canny.out("IMAGE"),
+        strength=1.0, start_percent=0.0, end_percent=1.0,
+    )  # fmt: skip
+    pair = g.add(
+        "W2SDModelPair", 2, title="Weak: plain prompts, side cfg 0.5", weak_positive=pos.out("CONDITIONING"),
+        weak_negative=neg.out("CONDITIONING"), strong_cfg=0.5, weak_cfg=0.5,
+    )  # fmt: skip
+    lat = latent(g, 2, 512)
+    sampler = g.add(
+        "W2SDKSampler", 3, model=ckpt.out("MODEL"), positive=apply.out("positive"),
+        negative=apply.out("negative"), latent_image=lat.out("LATENT"), pair=pair.out("pair"),
+        **sampler_settings(50, 5.5, "ddim", "ddim_uniform", **PAPER),
+    )  # fmt: skip
+    w2sd_outputs(g, 4, sampler, ckpt.out("VAE"), "W2SD/controlnet_gap")
+
+
+def cumulative(g: Graph) -> None:
+    g.note(
+        0,
+        "W2SD: cumulative (LoRA + CFG gap)",
+        (
+            "Differences add up (paper Sec. 4, Table 6): stack a CFG gap on a LoRA pair. Strong = LoRA +0.8 "
+            "at cfg 5.5, weak = LoRA -1.5 at cfg 0; regular steps LoRA 0.8 at cfg 5.5. Each pair node "
+            "overrides only what it sets, so the order of the stack is the order of the overrides.\n\n"
+            "Here with a detail LoRA on SD1.5 (pick your own). The paper's best cumulative result stacks a "
+            "fine-tune pair (Juggernaut-XL vs SD-XL) with the same CFG gap: replace the LoRA-scale splitter "
+            "with a Weak/Strong Model Pair to get it.\n\n"
+            "Settings: 50 DDIM steps, cfg 5.5, every step but the last reflects."
+        ),
+    )
+    ckpt = g.add("CheckpointLoaderSimple", 0, ckpt_name=SD15)
+    split = g.add(
+        "W2SDLoraSplit", 1, model=ckpt.out("MODEL"), clip=ckpt.out("CLIP"), lora_name=SD15_LORA,
+        main_scale=0.8, strong_scale=0.8, weak_scale=-1.5,
+    )  # fmt: skip
+    gap = g.add("W2SDCFGGap", 1, pair=split.out("pair"), strong_cfg=5.5, weak_cfg=0.0)
+    pos, neg = prompts(g, 2, split.out("clip"), PROMPT_15, NEGATIVE)
+    lat = latent(g, 2, 512)
+    sampler = g.add(
+        "W2SDKSampler", 3, model=split.out("model"), positive=pos.out("CONDITIONING"),
+        negative=neg.out("CONDITIONING"), latent_image=lat.out("LATENT"), pair=gap.out("pair"),
+        **sampler_settings(50, 5.5, "ddim", "ddim_uniform", **PAPER),
+    )  # fmt: skip
+    w2sd_outputs(g, 4, sampler, ckpt.out("VAE"), "W2SD/cumulative")
+
+
+def flow_model(g: Graph) -> None:
+    g.note(
+        0,
+        "W2SD: a flow model (SD3)",
+        (
+            "W2SD works in sigma space, so rectified-flow models (SD3, SD3.5) use the same nodes: the "
+            "reflection is an Euler step down with the strong side and back up with the weak side.\n\n"
+            "Here: SD3 medium (with its text encoders in the checkpoint), ModelSamplingSD3 shift 3, 28 steps "
+            "dpmpp_2m / sgm_uniform at cfg 4.5, a CFG gap 4.5 / 0 as the pair, and the first half of the "
+            "steps reflected (window = percent, 0 to 0.5): late, low-noise reflections add little and can "
+            "sharpen what the sides disagree on in fine detail. Any sampler works: the reflection wraps it.\n\n"
+            "Use EmptySD3LatentImage (16 latent channels) for SD3 models."
+        ),
+    )
+    ckpt = g.add("CheckpointLoaderSimple", 0, ckpt_name=SD3)
+    shift = g.add("ModelSamplingSD3", 1, model=ckpt.out("MODEL"), shift=3.0)
+    gap = g.add("W2SDCFGGap", 1, strong_cfg=4.5, weak_cfg=0.0)
+    pos, neg = prompts(
+        g, 2, ckpt.out("CLIP"), "a glass sphere on a mossy stone in a misty forest, macro photo", NEGATIVE
+    )
+    lat = latent(g, 2, 1024, "EmptySD3LatentImage")
+    sampler = g.add(
+        "W2SDKSampler", 3, model=shift.out("MODEL"), positive=pos.out("CONDITIONING"),
+        negative=neg.out("CONDITIONING"), latent_image=lat.out("LATENT"), pair=gap.out("pair"),
+        **sampler_settings(28, 4.5, "dpmpp_2m", "sgm_uniform", **MEASURED),
+    )  # fmt: skip
+    w2sd_outputs(g, 4, sampler, ckpt.out("VAE"), "W2SD/flow_model_sd3")
+
+
+def sampler_custom_advanced(g: Graph) -> None:
+    g.note(
+        0,
+        "W2SD: guider for SamplerCustomAdvanced",
+        (
+            "The W2SD Guider is a GUIDER: use it with SamplerCustomAdvanced and any SAMPLER / SIGMAS node "
+            "(SDE and ancestral samplers, custom schedules, split sigmas for two-stage graphs). The window "
+            "is taken over the SIGMAS it is given.\n\n"
+            "Here: dpmpp_2m_sde with 30 karras steps, cfg 5.5, a CFG gap 5.5 / 0 as the pair, the first half "
+            "of the steps reflected. equal_budget is a KSampler-only option (a guider does not set the step "
+            "count).\n\n"
+            "Swap the CFG gap for any pair node (LoRA split, Model Pair) or a stack of them."
+        ),
+    )
+    ckpt = g.add("CheckpointLoaderSimple", 0, ckpt_name=SD15)
+    pos, neg = prompts(g, 1, ckpt.out("CLIP"), PROMPT_15, NEGATIVE)
+    lat = latent(g, 1, 512)
+    gap = g.add("W2SDCFGGap", 2, strong_cfg=5.5, weak_cfg=0.0)
+    guider = g.add(
+        "W2SDGuider", 2, model=ckpt.out("MODEL"), positive=pos.out("CONDITIONING"),
+        negative=neg.out("CONDITIONING"), pair=gap.out("pair"), cfg=5.5, **MEASURED,
+    )  # fmt: skip
+    noise = g.add("RandomNoise", 3, noise_seed=SEED, control_after_generate="fixed")
+    select = g.add("KSamplerSelect", 3, sampler_name="dpmpp_2m_sde")
+    sigmas = g.add("BasicScheduler", 3, model=ckpt.out("MODEL"), scheduler="karras", steps=30, denoise=1.0)
+    sampler = g.add(
+        "SamplerCustomAdvanced", 4, noise=noise.out("NOISE"), guider=guider.out("GUIDER"),
+        sampler=select.out("SAMPLER"), sigmas=sigmas.out("SIGMAS"), latent_image=lat.out("LATENT"),
+    )  # fmt: skip
+    decode_and_save(g, 5, sampler.out("output"), ckpt.out("VAE"), "W2SD/sampler_custom_advanced")
+
+
+def comparison(g: Graph) -> None:
+    steps, reflected = 30, 15
+    g.note(
+        0,
+        "W2SD against fair baselines",
+        (
+            "Four images from one seed, side by side (the Save Image nodes on the right, 1 and 2 in the first "
+            "column, 3 and 4 in the second):\n"
+            f"1. stock KSampler, cfg 5.5, {steps} steps\n"
+            f"2. stock, matched CFG: cfg 10 (about 2w - 1 for w = 5.5): a CFG-gap zigzag has been argued to act "
+            "like plain CFG at 2w - 1\n"
+            f"3. stock, equal NFE: {steps + 2 * reflected} steps = T + 2 x lambda, the model evaluations W2SD spends\n"
+            f"4. W2SD with a CFG gap 5.5 / 0, {steps} steps, the first {reflected} reflected "
+            f"(NFE {steps + 2 * reflected})\n\n"
+            "If W2SD only matches 2 or 3, the pair is not adding anything for this prompt. "
+            "Try your own pair (LoRA split, fine-tune vs base) in place of the CFG gap.\n"
+            "Filenames: W2SD_compare/1_stock ... 4_w2sd."
+        ),
+        size=(460, 440),
+    )
+    ckpt = g.add("CheckpointLoaderSimple", 0, ckpt_name=SDXL)
+    pos, neg = prompts(g, 1, ckpt.out("CLIP"), PROMPT_XL, NEGATIVE)
+    lat = latent(g, 1, 1024)
+    common = {
+        "model": ckpt.out("MODEL"), "positive": pos.out("CONDITIONING"),
+        "negative": neg.out("CONDITIONING"), "latent_image": lat.out("LATENT"),
+    }  # fmt: skip
+    runs: list[tuple[str, str, Node]] = []
+    for title, prefix, cfg, n in (
+        (f"1. Stock: cfg 5.5, {steps} steps", "1_stock", 5.5, steps),
+        (f"2. Stock, matched CFG: cfg 10, {steps} steps", "2_stock_matched_cfg", 10.0, steps),
+        (
+            f"3. Stock, equal NFE: cfg 5.5, {steps + 2 * reflected} steps",
+            "3_stock_equal_nfe",
+            5.5,
+            steps + 2 * reflected,
+        ),
+    ):
+        k = g.add("KSampler", 2, title=title, **common, **sampler_settings(n, cfg, "euler", "normal"))
+        runs.append((title, prefix, k))
+    gap = g.add("W2SDCFGGap", 2, strong_cfg=5.5, weak_cfg=0.0)
+    w2sd_title = f"4. W2SD: CFG gap 5.5 / 0, {steps} steps, {reflected} reflected"
+    w2sd = g.add(
+        "W2SDKSampler", 3, title=w2sd_title, pair=gap.out("pair"), **common,
+        **sampler_settings(steps, 5.5, "euler", "normal", **MEASURED),
+    )  # fmt: skip
+    runs.append((w2sd_title, "4_w2sd", w2sd))
+    for i, (title, prefix, k) in enumerate(runs):
+        decode = g.add("VAEDecode", 4, samples=k.out("LATENT"), vae=ckpt.out("VAE"))
+        save = g.add(
+            "SaveImage",
+            5 + i // 2,
+            title=title,
+            images=decode.out("IMAGE"),
+            filename_prefix=f"W2SD_compare/{prefix}",
+        )
+        g.resize(save, IMAGE_SIZE)
+
+
+WORKFLOWS: dict[str, Callable[[Graph], None]] = {
+    "W2SD_LoRA_official_code_SDXL": lora_official_code,
+    "W2SD_LoRA_paper_text_SDXL": lora_paper_text,
+    "W2SD_finetune_vs_base_SD15": finetune_vs_base,
+    "W2SD_CFG_gap_Z-Sampling_SDXL": cfg_gap,
+    "W2SD_refined_vs_raw_prompt_SD15": refined_vs_raw_prompt,
+    "W2SD_ControlNet_gap_SD15": controlnet_gap,
+    "W2SD_cumulative_LoRA_plus_CFG_SD15": cumulative,
+    "W2SD_flow_model_SD3": flow_model,
+    "W2SD_SamplerCustomAdvanced_guider_SD15": sampler_custom_advanced,
+    "W2SD_comparison_stock_matched_CFG_equal_NFE_SDXL": comparison,
+}
+
+
+CAPTIONS = {
+    "W2SD_LoRA_official_code_SDXL": "W2SD · LoRA pair · official code settings · SDXL",
+    "W2SD_LoRA_paper_text_SDXL": "W2SD · LoRA pair · paper text settings · SDXL",
+    "W2SD_finetune_vs_base_SD15": "W2SD · fine-tune vs base checkpoint · SD1.5",
+    "W2SD_CFG_gap_Z-Sampling_SDXL": "W2SD · CFG gap (Z-Sampling) · SDXL",
+    "W2SD_refined_vs_raw_prompt_SD15": "W2SD · refined vs raw prompt · SD1.5",
+    "W2SD_ControlNet_gap_SD15": "W2SD · ControlNet on the strong side · SD1.5",
+    "W2SD_cumulative_LoRA_plus_CFG_SD15": "W2SD · cumulative: LoRA + CFG gap · SD1.5",
+    "W2SD_flow_model_SD3": "W2SD · flow model · SD3",
+    "W2SD_SamplerCustomAdvanced_guider_SD15": "W2SD Guider · SamplerCustomAdvanced · SD1.5",
+    "W2SD_comparison_stock_matched_CFG_equal_NFE_SDXL": "W2SD vs stock, matched CFG, equal NFE · SDXL",
+}
+
+# --- building, saving, thumbnails ---------------------------------------------------------------------
+
+
+FIT_VIEW = """([margin, top]) => {
+  const nodes = app.graph._nodes;
+  const x0 = Math.min(...nodes.map((n) => n.pos[0])), y0 = Math.min(...nodes.map((n) => n.pos[1] - LiteGraph.NODE_TITLE_HEIGHT));
+  const x1 = Math.max(...nodes.map((n) => n.pos[0] + n.size[0])), y1 = Math.max(...nodes.map((n) => n.pos[1] + n.size[1]));
+  const canvas = app.canvas.canvas.getBoundingClientRect();
+  const scale = Math.min(1, (canvas.width - 2 * margin) / (x1 - x0), (canvas.height - margin - top) / (y1 - y0));
+  app.canvas.ds.scale = scale;
+  app.canvas.ds.offset = [margin / scale - x0, top / scale - y0];
+  app.canvas.setDirty(true, true);
+  app.canvas.draw(true, true);
+  const caption = document.getElementById("w2sd-caption")?.getBoundingClientRect().right ?? 0;
+  const clip = { x: 0, y: 0, width: Math.max((x1 - x0) * scale + 2 * margin, caption + margin), height: (y1 - y0) * scale + top + margin };
+  return { ds: { scale, offset: [...app.canvas.ds.offset] }, clip };
+}"""
+
+CAPTION = """(text) => {
+  let el = document.getElementById("w2sd-caption");
+  if (!el) {
+    el = document.createElement("div");
+    el.id = "w2sd-caption";
+    el.style.cssText = "position: fixed; left: 24px; top: 14px; z-index: 10000; font: bold 40px Arial, sans-serif; color: #f0d27a; white-space: nowrap";
+    document.body.append(el);
+  }
+  el.textContent = text;
+}"""
+CAPTION_HEIGHT = 80
+
+# The frontend's own chrome (menus, tabs, side bar, minimap, toasts) is left out of thumbnails.
+HIDE_CHROME = (
+    ".splitter-overlay-root, .p-toast, .comfyui-body-top, .comfyui-body-bottom { display: none !important; }"
+)
+
+
+def build(page: Any, name: str) -> tuple[dict[str, Any], bytes]:
+    """(UI workflow, JPEG thumbnail) of one workflow, built on an empty graph."""
+    from PIL import Image
+
+    page.evaluate("() => { app.graph.clear(); }")
+    graph = Graph(page)
+    WORKFLOWS[name](graph)
+    graph.layout()
+    page.evaluate(CAPTION, CAPTIONS[name])
+    fit = page.evaluate(FIT_VIEW, [30, CAPTION_HEIGHT])
+    workflow = page.evaluate("() => JSON.parse(JSON.stringify(app.graph.serialize()))")
+    # Stable across rebuilds: no random id, the view the thumbnail shows.
+    workflow["id"] = str(uuid.uuid5(uuid.NAMESPACE_URL, f"w2sd-example/{name}"))
+    workflow.setdefault("extra", {})["ds"] = fit["ds"]
+    page.wait_for_timeout(300)  # DOM widgets (prompt text boxes) follow the canvas on the next frame
+    png = page.screenshot(clip=fit["clip"])
+    image = Image.open(io.BytesIO(png)).convert("RGB")
+    image = image.resize((THUMB_WIDTH, round(image.height * THUMB_WIDTH / image.width)), Image.LANCZOS)
+    jpeg = io.BytesIO()
+    image.save(jpeg, "JPEG", quality=85, optimize=True)
+    return workflow, jpeg.getvalue()
+
+
+def main(names: list[str]) -> None:
+    from playwright.sync_api import sync_playwright
+
+    unknown = sorted(set(names) - set(WORKFLOWS))
+    if unknown:
+        raise SystemExit(f"unknown workflows: {unknown}; known: {list(WORKFLOWS)}")
+    with tempfile.TemporaryDirectory() as base, ComfyServer(base) as server, sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_FLAGS)
+        page = browser.new_page(viewport=VIEW)
+        open_app(page, server.url + "/", ("W2SDKSampler", "W2SDGuider"))
+        page.evaluate(
+            """async () => {
+              await app.extensionManager.setting.set("Comfy.Graph.CanvasInfo", false);
+              await app.extensionManager.setting.set("LiteGraph.Canvas.MinFontSizeForLOD", 1);
+            }"""
+        )
+        page.add_style_tag(content=HIDE_CHROME)
+        for name in names or list(WORKFLOWS):
+            workflow, thumbnail = build(page, name)
+            (HERE / f"{name}.json").write_text(json.dumps(workflow, indent=2) + "\n")
+            (HERE / f"{name}.jpg").write_bytes(thumbnail)
+            print(f"{name}: {len(workflow['nodes'])} nodes, {len(workflow['links'])} links")
+        browser.close()
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])
