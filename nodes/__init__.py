@@ -1,5 +1,6 @@
 """ComfyUI nodes for W2SD (Weak-to-Strong Diffusion with Reflection, arXiv 2502.00473)."""
 
+from . import compat  # noqa: F401  (logs one line per core feature this ComfyUI lacks)
 from .pair_nodes import node_mappings
 from .sampler_nodes import W2SDGuiderNode, W2SDKSampler
 

@@ -15,11 +15,13 @@ from functools import partial
 from typing import Any
 
 import comfy.model_patcher
+import comfy.model_sampling
 import comfy.patcher_extension
 import comfy.samplers
 import torch
 
 from ..w2sd_core import ReflectionDiagnostics, ReflectionWindow, planned_nfe, sample_with_reflection
+from . import compat
 from .pair import ROLES, Side, W2SDPair
 
 log = logging.getLogger(__name__)
@@ -42,6 +44,8 @@ EVALS_PER_STEP = {
     "seeds_2": 2,
     "seeds_3": 3,
     "sa_solver_pece": 2,
+    "exp_heun_2_x0": 2,
+    "exp_heun_2_x0_sde": 2,
     "gradient_estimation": 1,
 }
 
@@ -96,6 +100,11 @@ class W2SDGuider(comfy.samplers.CFGGuider):
     def __init__(self, model_patcher: Any, pair: W2SDPair, settings: ReflectionSettings):
         self.pair = pair
         self.settings = settings
+        if compat.uses_multigpu(model_patcher):
+            raise ValueError(
+                "W2SD does not support MultiGPU work units yet: its per-call LoRA scale and role routing assume one "
+                "model call at a time. Remove the MultiGPU node from this model's path."
+            )
         self.main_model = model_patcher
         self.separate_models = self._separate_models(model_patcher, pair)
         if self.separate_models:
@@ -104,7 +113,6 @@ class W2SDGuider(comfy.samplers.CFGGuider):
             model_patcher.set_additional_models("w2sd_pair", list(self.separate_models))
         super().__init__(model_patcher)
         self.diagnostics: ReflectionDiagnostics | None = None
-        self.nfe_done = 0
 
     @staticmethod
     def _separate_models(main: Any, pair: W2SDPair) -> list[Any]:
@@ -136,7 +144,7 @@ class W2SDGuider(comfy.samplers.CFGGuider):
             for kind in ("positive", "negative"):
                 cond = getattr(side, kind)
                 if cond is not None:
-                    check_conditioning(cond, f"{role}_{kind}")
+                    check_conditioning(cond, f"{role}_{kind}", positive)
                     extra[cond_key(role, kind)] = cond
         if extra:
             self.inner_set_conds(extra)
@@ -188,6 +196,8 @@ class W2SDGuider(comfy.samplers.CFGGuider):
             raise ValueError(
                 f"W2SD needs a k-diffusion style SAMPLER (KSamplerSelect, the SDE sampler nodes, ...); got {type(sampler).__name__}."
             )
+        reflected = reflected_steps(self.settings.window, sigmas)
+        check_inversion_fits(self.settings.inversion, self.inner_model.model_sampling)
         self.side_options = {
             role: self._side_model_options(self.pair.side(role).model, role, sigmas)
             for role in ROLES
@@ -196,29 +206,28 @@ class W2SDGuider(comfy.samplers.CFGGuider):
         self.diagnostics = ReflectionDiagnostics()
         inversion, iters = self.settings.core_inversion
         steps = len(sigmas) - 1
-        reflected = sum(self.settings.window.mask(sigmas))
         total = planned_nfe(
             steps,
-            reflected,
+            sum(reflected),
             inversion_iters=iters,
             mode=self.settings.mode,
             evals_per_step=self.settings.evals_per_step,
         )
-        self.nfe_done = 0
 
-        def count_and_report(i: int, x0: torch.Tensor, x: torch.Tensor, _steps: int) -> None:
-            self.nfe_done = i + 1
+        def report(i: int, x0: torch.Tensor, x: torch.Tensor, _steps: int) -> None:
             if callback is not None:
                 callback(i, x0, x, total)
 
-        function = partial(
-            w2sd_sampler_function,
-            inner=sampler.sampler_function,
-            window=self.settings.window,
-            mode=self.settings.mode,
-            inversion=inversion,
-            inversion_iters=iters,
-            diagnostics=self.diagnostics,
+        function = compat.named_sampler_function(
+            partial(
+                w2sd_sampler_function,
+                inner=sampler.sampler_function,
+                window=self.settings.window,
+                mode=self.settings.mode,
+                inversion=inversion,
+                inversion_iters=iters,
+                diagnostics=self.diagnostics,
+            )
         )
         wrapped = comfy.samplers.KSAMPLER(function, sampler.extra_options, sampler.inpaint_options)
         for m in self.separate_models:
@@ -231,7 +240,7 @@ class W2SDGuider(comfy.samplers.CFGGuider):
                 wrapped,
                 sigmas,
                 denoise_mask,
-                count_and_report,
+                report,
                 disable_pbar,
                 seed,
                 **kwargs,
@@ -256,15 +265,66 @@ class W2SDGuider(comfy.samplers.CFGGuider):
         return options
 
 
+def window_asks_for_reflection(window: ReflectionWindow) -> bool:
+    """False for the windows a user picks on purpose to get plain sampling (0 steps, start == end)."""
+    if window.kind == "steps":
+        return window.reflect_steps > 0
+    if window.kind == "percent":
+        return window.start < window.end
+    return True
+
+
+def reflected_steps(window: ReflectionWindow, sigmas: torch.Tensor) -> list[bool]:
+    """The window's mask over this schedule, with errors in the node's terms."""
+    steps = len(sigmas) - 1
+    try:
+        mask = window.mask(sigmas)
+    except ValueError as e:
+        if window.kind != "steps":
+            raise
+        raise ValueError(
+            f"reflect_steps={window.reflect_steps} is outside this {steps}-step schedule: {e}. Use -1 for every step that can reflect."
+        ) from None
+    if not any(mask) and window_asks_for_reflection(window):
+        raise ValueError(
+            f"The reflection window ({window.describe()}) selects no step of this {steps}-step schedule, so W2SD would do nothing. "
+            "Widen the window or use more steps (the step into sigma 0 never reflects); reflect_steps=0 is plain sampling on purpose."
+        )
+    return mask
+
+
+def check_inversion_fits(inversion: str, model_sampling: Any) -> None:
+    if inversion == "reference" and (
+        isinstance(model_sampling, comfy.model_sampling.CONST)
+        or not isinstance(model_sampling, comfy.model_sampling.EPS)
+    ):
+        raise ValueError(
+            f"inversion='reference' reproduces the official code's EPS inversion and needs an EPS/V-prediction model (SD1.5, SDXL); "
+            f"this model samples with {type(model_sampling).__name__}. Use 'explicit' or 'fixed_point'."
+        )
+
+
 def cond_key(role: str, kind: str) -> str:
     return f"w2sd_{role}_{kind}"
 
 
-def check_conditioning(cond: Any, name: str) -> None:
-    if not isinstance(cond, list) or len(cond) == 0:
+def check_conditioning(cond: Any, name: str, reference: Any = None) -> None:
+    """Side conditioning must be non-empty and come from the same text encoder as the sampler's."""
+    if (
+        not isinstance(cond, list)
+        or len(cond) == 0
+        or not all(isinstance(c, (list, tuple)) and len(c) == 2 for c in cond)
+    ):
         raise ValueError(
-            f"W2SD pair: {name} is empty conditioning; connect a CLIP Text Encode output or leave it unconnected."
+            f"W2SD pair: {name} is empty or not CONDITIONING; connect a CLIP Text Encode output or leave it unconnected."
         )
+    if reference:
+        mine, theirs = cond[0][0].shape[-1], reference[0][0].shape[-1]
+        if mine != theirs:
+            raise ValueError(
+                f"W2SD pair: {name} has {mine}-wide text embeddings but the sampler's positive has {theirs}: "
+                "it was encoded with another model family's CLIP. Encode both with the same checkpoint's CLIP."
+            )
 
 
 def with_role(extra_args: dict, role: str) -> dict:

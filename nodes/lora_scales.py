@@ -165,6 +165,7 @@ class _Injection:
     def __init__(self, layers: dict[str, list[_LoraLayer]], dtype: torch.dtype) -> None:
         self.layers = layers
         self.dtype = dtype
+        self._forwards: dict[str, _LoraForward] = {}
 
     def inject(self, patcher: Any) -> None:
         for path, layers in self.layers.items():
@@ -176,14 +177,17 @@ class _Injection:
             for layer in layers:
                 layer.to_device(patcher.load_device, self.dtype)
                 forward.layers.append(layer)
+            self._forwards[path] = forward
 
     def eject(self, patcher: Any) -> None:
+        # Work on the wrapper this injection used, wherever it now sits: another injection (e.g. core
+        # bypass LoRA, ComfyUI >= 0.11) may have wrapped it and ejects after us.
         for path, layers in self.layers.items():
             module = patcher.model.get_submodule(path)
-            forward = module.__dict__.get("forward")
-            if isinstance(forward, _LoraForward):
+            forward = self._forwards.pop(path, None)
+            if forward is not None:
                 forward.layers = [lr for lr in forward.layers if all(lr is not x for x in layers)]
-                if not forward.layers:
+                if not forward.layers and module.__dict__.get("forward") is forward:
                     if forward.previous is None:
                         del module.forward
                     else:

@@ -13,6 +13,7 @@ import folder_paths
 
 from .lora_scales import lora_clip, make_lora_scale_model
 from .pair import PAIR_TYPE, Side, incoming_pair
+from .reflection_inputs import check_declared
 
 STACK_TOOLTIP = "An optional pair to stack on: this node overrides only what it sets."
 SIDE_CFG_TOOLTIP = "cfg of this side during reflections; -1 = the sampler's cfg. 0 evaluates the unconditional prediction only (one pass)."
@@ -238,8 +239,11 @@ class W2SDCFGGap:
     DESCRIPTION = "CFG gap (= Z-Sampling): the strong side at a high cfg, the weak side at a low one, on the same model. Stack it on a LoRA split for the paper's cumulative setting."
 
     @classmethod
-    def VALIDATE_INPUTS(cls, strong_cfg: Any = None, weak_cfg: Any = None, **_: Any) -> bool | str:
-        if isinstance(strong_cfg, float) and isinstance(weak_cfg, float) and strong_cfg == weak_cfg:
+    def VALIDATE_INPUTS(cls, strong_cfg: Any = None, weak_cfg: Any = None) -> bool | str:
+        problem = check_declared(cls.INPUT_TYPES(), strong_cfg=strong_cfg, weak_cfg=weak_cfg)
+        if problem:
+            return problem
+        if strong_cfg is not None and strong_cfg == weak_cfg:
             return f"strong_cfg={strong_cfg} equals weak_cfg={weak_cfg}: a CFG gap needs different values (paper: 5.5 and 0)."
         return True
 

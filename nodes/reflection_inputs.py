@@ -105,27 +105,55 @@ def window_from_inputs(
     raise ValueError(f"window={window!r} is not one of {', '.join(WINDOW_CHOICES)}")
 
 
-def validate_reflection_inputs(**inputs: Any) -> bool | str:
-    """VALIDATE_INPUTS helper: the checks that can be made before the prompt runs."""
-    start, end = inputs.get("start_percent"), inputs.get("end_percent")
+def check_declared(spec: dict[str, Any], **values: Any) -> str | None:
+    """The min/max/choice checks ComfyUI skips for inputs a VALIDATE_INPUTS takes by name."""
+    declared = {**spec.get("required", {}), **spec.get("optional", {})}
+    for name, value in values.items():
+        if value is None or name not in declared:
+            continue
+        kind, *rest = declared[name]
+        options = rest[0] if rest else {}
+        if isinstance(kind, list):
+            if value not in kind:
+                return f"{name}={value!r} is not one of {', '.join(map(str, kind))}"
+        elif "min" in options and value < options["min"]:
+            return f"{name}={value} is below the minimum {options['min']}"
+        elif "max" in options and value > options["max"]:
+            return f"{name}={value} is above the maximum {options['max']}"
+    return None
+
+
+def validate_reflection_inputs(
+    spec: dict[str, Any],
+    window: Any,
+    start_percent: Any,
+    end_percent: Any,
+    reflect_steps: Any,
+    steps: Any = None,
+) -> bool | str:
+    """VALIDATE_INPUTS for the window: the checks that can be made before the prompt runs.
+
+    Values are None where an input is linked rather than typed in (known only when running).
+    """
+    problem = check_declared(
+        spec,
+        window=window,
+        start_percent=start_percent,
+        end_percent=end_percent,
+        reflect_steps=reflect_steps,
+        steps=steps,
+    )
+    if problem:
+        return problem
     if (
-        inputs.get("window", "percent") == "percent"
-        and isinstance(start, float)
-        and isinstance(end, float)
-        and start > end
+        window == "percent"
+        and start_percent is not None
+        and end_percent is not None
+        and start_percent > end_percent
     ):
-        return f"start_percent={start} is after end_percent={end}: the reflection window would be empty (use 0 <= start <= end <= 1)."
-    mode = inputs.get("mode")
-    if isinstance(mode, str) and mode not in MODE_CHOICES:
-        return f"mode={mode!r} is not one of {', '.join(MODE_CHOICES)}"
-    steps, reflect_steps = inputs.get("steps"), inputs.get("reflect_steps")
-    if (
-        inputs.get("window") == "steps"
-        and isinstance(steps, int)
-        and isinstance(reflect_steps, int)
-        and reflect_steps > steps - 1
-    ):
-        return f"reflect_steps={reflect_steps} is outside the schedule: with steps={steps} at most {steps - 1} can reflect; -1 = all."
+        return f"start_percent={start_percent} is after end_percent={end_percent}: the reflection window would be empty (allowed: 0 <= start_percent <= end_percent <= 1)."
+    if window == "steps" and steps is not None and reflect_steps is not None and reflect_steps > steps - 1:
+        return f"reflect_steps={reflect_steps} is outside the schedule: with steps={steps} at most {steps - 1} can reflect (the step into sigma 0 never does); -1 = all."
     return True
 
 

@@ -11,6 +11,7 @@ import comfy.utils
 import latent_preview
 import torch
 
+from . import compat
 from .guider import W2SDGuider
 from .pair import PAIR_TYPE, W2SDPair
 from .plot import diagnostics_image
@@ -93,8 +94,12 @@ class W2SDKSampler:
     DESCRIPTION = "KSampler with Weak-to-Strong Diffusion reflections: in the window, each step is preceded by a strong denoise and a weak inversion that move the latent along the weak-to-strong difference."
 
     @classmethod
-    def VALIDATE_INPUTS(cls, **inputs: Any) -> bool | str:
-        return validate_reflection_inputs(**inputs)
+    def VALIDATE_INPUTS(
+        cls, window=None, start_percent=None, end_percent=None, reflect_steps=None, steps=None
+    ):  # type: ignore[no-untyped-def]
+        return validate_reflection_inputs(
+            cls.INPUT_TYPES(), window, start_percent, end_percent, reflect_steps, steps
+        )
 
     def sample(
         self,
@@ -113,7 +118,7 @@ class W2SDKSampler:
     ):  # type: ignore[no-untyped-def]
         settings, steps = settings_from_inputs(steps, sampler_name, **reflection)
         samples = check_latent(model, latent_image)
-        samples = comfy.sample.fix_empty_latent_channels(model, samples)
+        samples = compat.fix_empty_latent(model, latent_image, samples)
         noise = comfy.sample.prepare_noise(samples, seed, latent_image.get("batch_index"))
         sigmas = comfy.samplers.KSampler(
             model,
@@ -136,9 +141,10 @@ class W2SDKSampler:
             latent_image.get("noise_mask"),
             seed,
         )
-        out = latent_image.copy()
-        out["samples"] = out_samples
-        return (out, diagnostics_image(guider.diagnostics, title=f"W2SD {pair.describe()}"))
+        return (
+            compat.output_latent(latent_image, out_samples),
+            diagnostics_image(guider.diagnostics, title=f"W2SD {pair.describe()}"),
+        )
 
 
 def run_guider(guider: W2SDGuider, noise, samples, sampler, sigmas, noise_mask, seed):  # type: ignore[no-untyped-def]
@@ -181,8 +187,10 @@ class W2SDGuiderNode:
     DESCRIPTION = "W2SD as a GUIDER for SamplerCustomAdvanced: works with KSamplerSelect, the SDE samplers, any SIGMAS node and split-sigma two-stage graphs. The window is taken over the SIGMAS it is given."
 
     @classmethod
-    def VALIDATE_INPUTS(cls, **inputs: Any) -> bool | str:
-        return validate_reflection_inputs(**inputs)
+    def VALIDATE_INPUTS(cls, window=None, start_percent=None, end_percent=None, reflect_steps=None):  # type: ignore[no-untyped-def]
+        return validate_reflection_inputs(
+            cls.INPUT_TYPES(), window, start_percent, end_percent, reflect_steps
+        )
 
     def get_guider(self, model, positive, negative, cfg, pair: W2SDPair, **reflection):  # type: ignore[no-untyped-def]
         if reflection.get("equal_budget"):

@@ -9,6 +9,8 @@ from __future__ import annotations
 import copy
 from typing import Any
 
+from fixtures.checkpoints import SD15_MINI, SD15_MINI_CONTROLNET, SD15_MINI_FINETUNE, SD15_MINI_LORA
+
 PROMPT = "a photo of a red fox in the snow"
 NEGATIVE = "blurry"
 REFINED_PROMPT = "a detailed photo of a red fox standing in fresh snow, sharp focus, natural light"
@@ -227,3 +229,49 @@ def stock_custom_graph(
         },
     }
     return g
+
+
+# Each pair type of the paper's Table 7 on the SD1.5 mini: builder(graph) -> (pair, sampler model or None).
+def lora_pair(g):
+    model, pair = add_lora_split(g, SD15_MINI_LORA)
+    return pair, model
+
+
+def checkpoint_pair(g):
+    return add_model_pair(g, strong_model=add_checkpoint(g, SD15_MINI_FINETUNE), weak_model=["4", 0]), None
+
+
+def cfg_pair(g):
+    return add_cfg_gap(g), None
+
+
+def prompt_pair(g):
+    return add_model_pair(
+        g, strong_positive=add_prompt(g, REFINED_PROMPT, "24"), weak_positive=["6", 0]
+    ), None
+
+
+def controlnet_pair(g):
+    positive, negative = add_controlnet(g, SD15_MINI_CONTROLNET)
+    return add_model_pair(g, strong_positive=positive, strong_negative=negative), None
+
+
+def cumulative_pair(g):
+    model, pair = add_lora_split(g, SD15_MINI_LORA)
+    return add_cfg_gap(g, pair=pair), model
+
+
+PAIRS = {
+    "lora": lora_pair,
+    "checkpoints": checkpoint_pair,
+    "cfg": cfg_pair,
+    "prompt": prompt_pair,
+    "controlnet": controlnet_pair,
+    "cumulative": cumulative_pair,
+}
+
+
+def pair_graph(kind: str, seed: int, **reflection):
+    g = base_graph(SD15_MINI, seed=seed)
+    pair, model = PAIRS[kind](g)
+    return w2sd_graph(g, pair, model=model, **reflection)

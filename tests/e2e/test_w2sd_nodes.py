@@ -6,20 +6,8 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from fixtures.checkpoints import SD3_MINI, SD15_MINI, SD15_MINI_CONTROLNET, SD15_MINI_FINETUNE, SD15_MINI_LORA
-from graphs import (
-    REFINED_PROMPT,
-    add_cfg_gap,
-    add_checkpoint,
-    add_controlnet,
-    add_lora_split,
-    add_model_pair,
-    add_prompt,
-    base_graph,
-    guider_graph,
-    stock_custom_graph,
-    w2sd_graph,
-)
+from fixtures.checkpoints import SD3_MINI, SD15_MINI, SD15_MINI_LORA
+from graphs import PAIRS, add_cfg_gap, base_graph, guider_graph, pair_graph, stock_custom_graph, w2sd_graph
 
 NO_REFLECTION = {"window": "steps", "reflect_steps": 0}
 REFLECT = {"window": "steps", "reflect_steps": -1}
@@ -27,51 +15,6 @@ REFLECT = {"window": "steps", "reflect_steps": -1}
 
 def differ(a: np.ndarray, b: np.ndarray) -> float:
     return float(np.abs(a.astype(np.int16) - b.astype(np.int16)).mean())
-
-
-def lora_pair(g):
-    model, pair = add_lora_split(g, SD15_MINI_LORA)
-    return pair, model
-
-
-def checkpoint_pair(g):
-    return add_model_pair(g, strong_model=add_checkpoint(g, SD15_MINI_FINETUNE), weak_model=["4", 0]), None
-
-
-def cfg_pair(g):
-    return add_cfg_gap(g), None
-
-
-def prompt_pair(g):
-    return add_model_pair(
-        g, strong_positive=add_prompt(g, REFINED_PROMPT, "24"), weak_positive=["6", 0]
-    ), None
-
-
-def controlnet_pair(g):
-    positive, negative = add_controlnet(g, SD15_MINI_CONTROLNET)
-    return add_model_pair(g, strong_positive=positive, strong_negative=negative), None
-
-
-def cumulative_pair(g):
-    model, pair = add_lora_split(g, SD15_MINI_LORA)
-    return add_cfg_gap(g, pair=pair), model
-
-
-PAIRS = {
-    "lora": lora_pair,
-    "checkpoints": checkpoint_pair,
-    "cfg": cfg_pair,
-    "prompt": prompt_pair,
-    "controlnet": controlnet_pair,
-    "cumulative": cumulative_pair,
-}
-
-
-def pair_graph(kind: str, seed: int, **reflection):
-    g = base_graph(SD15_MINI, seed=seed)
-    pair, model = PAIRS[kind](g)
-    return w2sd_graph(g, pair, model=model, **reflection)
 
 
 @pytest.mark.parametrize("kind", list(PAIRS))

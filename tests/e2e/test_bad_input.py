@@ -1,0 +1,240 @@
+"""Bad input through the real server: every case gets a message naming the input, the value and what is
+allowed (validation before running where it can be known, an execution error otherwise), and the very
+next prompt on the same server gives the correct stock result."""
+
+from __future__ import annotations
+
+import copy
+import itertools
+
+import numpy as np
+import pytest
+import torch
+from fixtures.checkpoints import SD3_MINI, SD15_MINI, SD15_MINI_CONTROLNET, SD15_MINI_LORA
+from graphs import (
+    add_cfg_gap,
+    add_checkpoint,
+    add_lora_split,
+    add_model_pair,
+    base_graph,
+    guider_graph,
+    w2sd_graph,
+)
+from safetensors.torch import save_file
+
+SEED = 77
+
+
+def cfg_graph(**reflection):
+    g = base_graph(SD15_MINI, seed=SEED)
+    return w2sd_graph(g, add_cfg_gap(g), **{"window": "steps", "reflect_steps": -1, **reflection})
+
+
+def with_input(graph, node, **inputs):
+    g = copy.deepcopy(graph)
+    g[node]["inputs"].update(inputs)
+    return g
+
+
+def lora_graph(lora, **scales):
+    g = base_graph(SD15_MINI, seed=SEED)
+    model, pair = add_lora_split(g, lora, **scales)
+    return w2sd_graph(g, pair, model=model, window="steps", reflect_steps=-1)
+
+
+def pair_graph(**pair_inputs):
+    g = base_graph(SD15_MINI, seed=SEED)
+    extra = pair_inputs.pop("extra", {})
+    g.update(extra)
+    return w2sd_graph(g, add_model_pair(g, **pair_inputs), window="steps", reflect_steps=-1)
+
+
+def sd3_strong():
+    g = base_graph(SD15_MINI, seed=SEED)
+    return w2sd_graph(
+        g, add_model_pair(g, strong_model=add_checkpoint(g, SD3_MINI)), window="steps", reflect_steps=-1
+    )
+
+
+def sd3_conditioning():
+    g = base_graph(SD15_MINI, seed=SEED)
+    sd3 = add_checkpoint(g, SD3_MINI)
+    g["25"] = {"class_type": "CLIPTextEncode", "inputs": {"text": "a fox", "clip": [sd3[0], 1]}}
+    return w2sd_graph(g, add_model_pair(g, strong_positive=["25", 0]), window="steps", reflect_steps=-1)
+
+
+def sd3_latent_into_sd15():
+    g = cfg_graph()
+    g["26"] = {"class_type": "CheckpointLoaderSimple", "inputs": {"ckpt_name": SD3_MINI}}
+    g["27"] = {
+        "class_type": "EmptyImage",
+        "inputs": {"width": 64, "height": 64, "batch_size": 1, "color": 0x808080},
+    }
+    g["28"] = {"class_type": "VAEEncode", "inputs": {"pixels": ["27", 0], "vae": ["26", 2]}}
+    g["3"]["inputs"]["latent_image"] = ["28", 0]
+    return g
+
+
+def split_pair_on_other_model():
+    """The splitter's pair used with the checkpoint's own MODEL instead of the splitter's MODEL output."""
+    g = base_graph(SD15_MINI, seed=SEED)
+    _, pair = add_lora_split(g, SD15_MINI_LORA)
+    return w2sd_graph(g, pair, window="steps", reflect_steps=-1)
+
+
+def reference_inversion_on_flow():
+    g = base_graph(SD3_MINI, seed=SEED, cfg=4.0)
+    return w2sd_graph(g, add_cfg_gap(g, 4.0, 1.0), window="steps", reflect_steps=-1, inversion="reference")
+
+
+def guider(**reflection):
+    g = base_graph(SD15_MINI, seed=SEED)
+    return guider_graph(g, add_cfg_gap(g), **{"window": "steps", "reflect_steps": -1, **reflection})
+
+
+# (case id, graph builder, substrings the message must contain: the input and the value or the rule)
+CASES = [
+    ("steps 0", lambda: with_input(cfg_graph(), "3", steps=0), ["steps", "0"]),
+    ("steps 1", lambda: with_input(cfg_graph(), "3", steps=1), ["selects no step", "1-step"]),
+    ("steps over max", lambda: with_input(cfg_graph(), "3", steps=100000), ["steps", "100000"]),
+    ("cfg negative", lambda: with_input(cfg_graph(), "3", cfg=-1.0), ["cfg", "-1"]),
+    ("cfg over max", lambda: with_input(cfg_graph(), "3", cfg=1000.0), ["cfg", "1000"]),
+    ("denoise over 1", lambda: with_input(cfg_graph(), "3", denoise=1.5), ["denoise", "1.5"]),
+    ("denoise negative", lambda: with_input(cfg_graph(), "3", denoise=-0.1), ["denoise", "-0.1"]),
+    ("seed negative", lambda: with_input(cfg_graph(), "3", seed=-5), ["seed", "-5"]),
+    ("unknown sampler", lambda: with_input(cfg_graph(), "3", sampler_name="nope"), ["sampler_name", "nope"]),
+    ("unknown scheduler", lambda: with_input(cfg_graph(), "3", scheduler="nope"), ["scheduler", "nope"]),
+    ("unknown mode", lambda: with_input(cfg_graph(), "3", mode="W3SD"), ["mode", "W3SD"]),
+    ("unknown window", lambda: with_input(cfg_graph(), "3", window="sigma"), ["window", "sigma"]),
+    ("unknown inversion", lambda: with_input(cfg_graph(), "3", inversion="exact"), ["inversion", "exact"]),
+    ("reflect_steps below -1", lambda: cfg_graph(reflect_steps=-2), ["reflect_steps", "-2"]),
+    ("reflect_steps past schedule", lambda: cfg_graph(reflect_steps=6), ["reflect_steps=6", "steps=6"]),
+    (
+        "reflect_steps past denoised schedule",
+        lambda: with_input(cfg_graph(reflect_steps=5), "3", denoise=0.5, steps=3),
+        ["reflect_steps=5"],
+    ),
+    (
+        "start_percent over 1",
+        lambda: cfg_graph(window="percent", start_percent=1.5),
+        ["start_percent", "1.5"],
+    ),
+    ("end_percent negative", lambda: cfg_graph(window="percent", end_percent=-0.5), ["end_percent", "-0.5"]),
+    (
+        "start after end",
+        lambda: cfg_graph(window="percent", start_percent=0.8, end_percent=0.2),
+        ["start_percent=0.8", "end_percent=0.2"],
+    ),
+    (
+        "window selects nothing",
+        lambda: cfg_graph(window="percent", start_percent=0.95, end_percent=1.0),
+        ["selects no step", "6-step"],
+    ),
+    (
+        "inversion_iters over max",
+        lambda: cfg_graph(inversion="fixed_point", inversion_iters=500),
+        ["inversion_iters", "500"],
+    ),
+    ("reference inversion on a flow model", reference_inversion_on_flow, ["inversion='reference'", "EPS"]),
+    (
+        "equal budget with steps 1",
+        lambda: with_input(cfg_graph(equal_budget=True), "3", steps=1),
+        ["equal_budget", "steps"],
+    ),
+    ("guider with equal budget", lambda: guider(equal_budget=True), ["equal_budget"]),
+    ("guider window past schedule", lambda: guider(reflect_steps=40), ["reflect_steps=40"]),
+    (
+        "cfg gap without a gap",
+        lambda: with_input(cfg_graph(), "20", strong_cfg=3.0, weak_cfg=3.0),
+        ["strong_cfg=3.0", "weak_cfg=3.0"],
+    ),
+    (
+        "cfg gap strong over max",
+        lambda: with_input(cfg_graph(), "20", strong_cfg=500.0),
+        ["strong_cfg", "500"],
+    ),
+    ("model pair with nothing", lambda: pair_graph(), ["nothing differs"]),
+    ("model pair side cfg below -1", lambda: pair_graph(strong_cfg=-3.0, weak_cfg=0.0), ["strong_cfg", "-3"]),
+    ("SD3 strong with SD1.5 sampler", sd3_strong, ["strong model", "latent format"]),
+    ("SD3 conditioning on the strong side", sd3_conditioning, ["strong_positive", "text embeddings"]),
+    ("SD3 latent into an SD1.5 sampler", sd3_latent_into_sd15, ["latent_image", "16 channels", "4"]),
+    (
+        "LoRA split pair with another MODEL",
+        split_pair_on_other_model,
+        ["LoRA-scale splitter", "MODEL output"],
+    ),
+    (
+        "LoRA matching no layer",
+        lambda: lora_graph("w2sd_test_unmatched.safetensors"),
+        ["w2sd_test_unmatched", "matches no layer"],
+    ),
+    (
+        "file that is not a LoRA",
+        lambda: lora_graph("w2sd_test_not_a_lora.safetensors"),
+        ["w2sd_test_not_a_lora", "not a LoRA"],
+    ),
+    ("LoHa is not supported", lambda: lora_graph("w2sd_test_loha.safetensors"), ["w2sd_test_loha", "LoHa"]),
+    ("unknown LoRA name", lambda: lora_graph("missing.safetensors"), ["lora_name", "missing.safetensors"]),
+    ("LoRA scale over max", lambda: lora_graph(SD15_MINI_LORA, strong=50.0), ["strong_scale", "50"]),
+]
+
+
+@pytest.fixture(scope="module")
+def bad_files(server):
+    """LoRA-folder files that are wrong in the ways users get them wrong."""
+    loras = server.base_dir / "models" / "loras"
+    save_file(
+        {
+            "lora_unet_no_such_block.lora_down.weight": torch.zeros(4, 8),
+            "lora_unet_no_such_block.lora_up.weight": torch.zeros(8, 4),
+        },
+        str(loras / "w2sd_test_unmatched.safetensors"),
+    )
+    save_file({"some.weight": torch.zeros(3)}, str(loras / "w2sd_test_not_a_lora.safetensors"))
+    key = "lora_unet_input_blocks_1_1_proj_in"
+    save_file(
+        {
+            f"{key}.hada_w1_a": torch.zeros(320, 4),
+            f"{key}.hada_w1_b": torch.zeros(4, 320),
+            f"{key}.hada_w2_a": torch.zeros(320, 4),
+            f"{key}.hada_w2_b": torch.zeros(4, 320),
+            f"{key}.alpha": torch.tensor(4.0),
+        },
+        str(loras / "w2sd_test_loha.safetensors"),
+    )
+    assert (server.base_dir / "models" / "controlnet" / SD15_MINI_CONTROLNET).exists()
+    return loras
+
+
+@pytest.fixture(scope="module")
+def stock_reference(server):
+    return server.run(base_graph(SD15_MINI, seed=SEED)).image
+
+
+_fresh = itertools.count(2)
+
+
+def stock_again(server):
+    """The stock graph once more, made to run again rather than come from ComfyUI's output cache."""
+    g = base_graph(SD15_MINI, seed=SEED)
+    g["60"] = {
+        "class_type": "LatentMultiply",
+        "inputs": {"samples": ["5", 0], "multiplier": 1.0 + next(_fresh) * 1e-4},
+    }
+    g["3"]["inputs"]["latent_image"] = ["60", 0]
+    return server.run(g).image
+
+
+def test_there_are_at_least_30_cases():
+    assert len(CASES) >= 30
+
+
+@pytest.mark.parametrize("build,expected", [(b, e) for _, b, e in CASES], ids=[c for c, _, _ in CASES])
+def test_bad_input_gets_a_clear_message_and_the_next_prompt_is_stock(
+    server, bad_files, stock_reference, build, expected
+):
+    message = server.run_error(build())
+    for part in expected:
+        assert part in message, f"{part!r} not in the message:\n{message}"
+    assert "Traceback" not in message
+    assert np.array_equal(stock_again(server), stock_reference)

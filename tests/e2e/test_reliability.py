@@ -1,0 +1,140 @@
+"""Interrupts, long sessions, restarts and --lowvram through real ComfyUI servers."""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import json
+
+import aiohttp
+import numpy as np
+import psutil
+import pytest
+from fixtures.checkpoints import SD15_MINI, SD15_MINI_FINETUNE, SD15_MINI_LORA
+from graphs import (
+    PAIRS,
+    add_cfg_gap,
+    add_checkpoint,
+    add_lora_split,
+    add_model_pair,
+    base_graph,
+    pair_graph,
+    w2sd_graph,
+)
+
+_fresh = itertools.count(2)
+
+
+def rerun(graph):
+    """The graph made to execute again (not served from ComfyUI's output cache); same result."""
+    g = json.loads(json.dumps(graph))
+    g["60"] = {
+        "class_type": "LatentMultiply",
+        "inputs": {"samples": g["3"]["inputs"]["latent_image"], "multiplier": 1.0 + next(_fresh) * 1e-4},
+    }
+    g["3"]["inputs"]["latent_image"] = ["60", 0]
+    return g
+
+
+async def _interrupt_at(server, graph, at_value):
+    async with (
+        aiohttp.ClientSession() as session,
+        session.ws_connect(f"{server.url}/ws?clientId={server.client_id}") as ws,
+    ):
+        prompt_id = server.queue(graph)
+        values, asked_at = [], None
+        async for msg in ws:
+            if msg.type != aiohttp.WSMsgType.TEXT:
+                continue  # preview images
+            event = json.loads(msg.data)
+            data = event.get("data", {})
+            if data.get("prompt_id") != prompt_id:
+                continue
+            if event["type"] == "progress":
+                values.append(data["value"])
+                if asked_at is None and data["value"] >= at_value:
+                    asked_at = len(values)
+                    await session.post(f"{server.url}/interrupt", json={})
+            elif event["type"] in ("execution_interrupted", "execution_error", "execution_success"):
+                return event["type"], values, asked_at
+    raise AssertionError("websocket closed before the prompt ended")
+
+
+def interrupt_at(server, graph, at_value):
+    return asyncio.run(asyncio.wait_for(_interrupt_at(server, graph, at_value), timeout=600))
+
+
+def slow_graph(kind: str, seed: int):
+    """12 steps at 256 px so one evaluation takes long enough to interrupt in flight; 6 reflected steps."""
+    g = base_graph(SD15_MINI, seed=seed, steps=12, size=256)
+    pair, model = PAIRS[kind](g)
+    return w2sd_graph(g, pair, model=model, window="steps", reflect_steps=6)
+
+
+@pytest.mark.parametrize("kind", ["cfg", "lora"])
+@pytest.mark.parametrize("phase,at_value", [("reflection", 4), ("plain", 21)])
+def test_interrupt_stops_within_one_evaluation_and_leaves_no_state(server, kind, phase, at_value):
+    stock_graph = base_graph(SD15_MINI, seed=31)
+    stock = server.run(rerun(stock_graph)).image
+    split_stock = None
+    if kind == "lora":  # the splitter's MODEL through a stock KSampler: LoRA at main scale
+        g = base_graph(SD15_MINI, seed=31)
+        model, _ = add_lora_split(g, SD15_MINI_LORA)
+        g["3"]["inputs"]["model"] = model
+        split_stock = (g, server.run(rerun(g)).image)
+    outcome, values, asked_at = interrupt_at(server, slow_graph(kind, 40 + at_value), at_value)
+    assert outcome == "execution_interrupted", (outcome, values)
+    after = len(values) - asked_at
+    assert after <= 1, f"{after} evaluations reported after the interrupt (values {values})"
+    assert max(values) < 12 + 2 * 6, "the run finished instead of stopping"
+    assert np.array_equal(server.run(rerun(stock_graph)).image, stock)
+    if split_stock is not None:
+        assert np.array_equal(server.run(rerun(split_stock[0])).image, split_stock[1])
+
+
+def test_long_session_memory_and_stock_results(server):
+    """50 prompts alternating W2SD (every pair type) and stock; RSS bounded after warm-up."""
+    stock_graph = base_graph(SD15_MINI, seed=55)
+    before = server.run(rerun(stock_graph)).image
+    process = psutil.Process(server.proc.pid)
+    kinds = list(PAIRS)
+    rss = []
+    for i in range(50):
+        if i % 2 == 0:
+            server.run(pair_graph(kinds[(i // 2) % len(kinds)], 1000 + i, window="steps", reflect_steps=-1))
+        else:
+            server.run(base_graph(SD15_MINI, seed=1000 + i))
+        rss.append(process.memory_info().rss / 2**20)
+    warm = rss[2 * len(kinds) - 1]  # after every pair type has run once
+    growth = max(rss[2 * len(kinds) :]) - warm
+    print(
+        f"server RSS: first {rss[0]:.0f} MiB, after warm-up {warm:.0f} MiB, max later {max(rss):.0f} MiB, growth {growth:.0f} MiB over {50 - 2 * len(kinds)} prompts"
+    )
+    assert growth < 200, f"resident memory grew {growth:.0f} MiB after warm-up"
+    assert np.array_equal(server.run(rerun(stock_graph)).image, before)
+
+
+def test_same_seed_same_image_across_restarts(server_factory, tmp_path):
+    g, h = base_graph(SD15_MINI, seed=61), base_graph(SD15_MINI, seed=62)
+    graph = w2sd_graph(g, add_cfg_gap(g), window="steps", reflect_steps=-1)
+    other_seed = w2sd_graph(h, add_cfg_gap(h), window="steps", reflect_steps=-1)
+    first = server_factory(tmp_path / "base")
+    a = first.run(graph).image
+    a_again = first.run(rerun(graph)).image
+    b = first.run(other_seed).image
+    first.stop()
+    second = server_factory(tmp_path / "base")
+    assert np.array_equal(second.run(graph).image, a)
+    assert np.array_equal(a_again, a)
+    assert not np.array_equal(a, b)
+
+
+def test_two_checkpoints_under_lowvram(server_factory, tmp_path):
+    """On this CPU-only machine --lowvram changes no placement (everything is in RAM); it must still run."""
+    srv = server_factory(tmp_path / "lowvram", extra_args=("--lowvram",))
+    g = base_graph(SD15_MINI, seed=71)
+    pair = add_model_pair(g, strong_model=add_checkpoint(g, SD15_MINI_FINETUNE), weak_model=["4", 0])
+    image = srv.run(w2sd_graph(g, pair, window="steps", reflect_steps=-1)).image
+    peak = psutil.Process(srv.proc.pid).memory_info().rss / 2**20
+    print(f"--lowvram two-checkpoint W2SD: server RSS {peak:.0f} MiB")
+    assert image.std() > 0
