@@ -1,0 +1,136 @@
+"""The pack as a user installs it: a `git clone` of this repository (its committed HEAD) into the
+custom_nodes of a clean ComfyUI. ComfyUI must import it, list every node, serve its frontend script and
+its example workflows; an import failure must fail the check, with the traceback shown (a deliberately
+broken copy beside it proves that). Also what the Comfy Registry takes from the clone: `comfy node
+validate` passes and the `comfy node pack` zip holds the workflows, thumbnails, js/ and the icon."""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import subprocess
+import sys
+import zipfile
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import tomllib
+from comfy_server import ComfyServer, comfyui_dir
+
+REPO = Path(__file__).resolve().parents[2]
+NODE_IDS = {"W2SDKSampler", "W2SDGuider", "W2SDModelPair", "W2SDLoraSplit", "W2SDCFGGap"}
+CLONE_NAME = "comfyui-w2sd"
+BROKEN_NAME = "w2sd-broken"
+# comfy-cli without prompts, telemetry or its update check: it never touches the network here.
+COMFY_CLI_ENV = {"DO_NOT_TRACK": "1", "COMFY_NO_UPDATE_CHECK": "1"}
+
+
+def import_failure(log: str, pack: Path) -> str | None:
+    """ComfyUI's traceback for a custom node folder that failed to import, or None if it imported."""
+    match = re.search(rf"^.*Cannot import {re.escape(str(pack))} module for custom nodes:.*$", log, re.M)
+    if match is None and f"(IMPORT FAILED): {pack}" not in log:
+        return None
+    end = match.end() if match else len(log)
+    start = log.rfind("Traceback (most recent call last):", 0, end)
+    return log[start if start >= 0 else max(0, end - 4000) : end]
+
+
+def assert_pack_loaded(server: ComfyServer, pack: Path) -> None:
+    """The check a user's install must pass: the folder imported and every W2SD node is listed."""
+    failure = import_failure(server.log_text(), pack)
+    if failure is not None:
+        raise AssertionError(f"ComfyUI could not import {pack.name}:\n{failure}")
+    missing = NODE_IDS - set(server.object_info())
+    assert not missing, f"{pack.name} imported but {sorted(missing)} are not in /object_info"
+
+
+def git(*args: str | Path, cwd: Path = REPO) -> str:
+    done = subprocess.run(["git", *map(str, args)], cwd=cwd, capture_output=True, text=True, check=True)
+    return done.stdout.strip()
+
+
+@pytest.fixture(scope="module")
+def install(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[ComfyServer, Path, Path]]:
+    """(server, cloned pack, broken copy): a clean ComfyUI with only these two in custom_nodes."""
+    base = tmp_path_factory.mktemp("clean_comfyui")
+    custom_nodes = base / "custom_nodes"
+    custom_nodes.mkdir()
+    clone = custom_nodes / CLONE_NAME
+    head = git("rev-parse", "HEAD")  # pinned: others may commit while this runs
+    git("clone", "--quiet", "--no-checkout", REPO, clone, cwd=base)
+    git("checkout", "--quiet", head, cwd=clone)
+    broken = custom_nodes / BROKEN_NAME
+    shutil.copytree(clone, broken, ignore=shutil.ignore_patterns(".git"))
+    (broken / "__init__.py").write_text(
+        'raise RuntimeError("deliberately broken pack for the install test")\n'
+    )
+    server = ComfyServer(base, comfyui_dir(), pack_dir=None).start()
+    yield server, clone, broken
+    server.stop()
+
+
+def test_the_clone_holds_no_local_build_output(install) -> None:
+    _, clone, _ = install
+    assert not any((clone / name).exists() for name in (".venv", ".comfyui", ".cache", "out"))
+
+
+def test_a_clone_in_custom_nodes_loads_every_node(install) -> None:
+    server, clone, _ = install
+    assert_pack_loaded(server, clone)
+    assert "Unable to parse pyproject.toml" not in server.log_text()  # ComfyUI reads [tool.comfy] too
+
+
+def test_an_import_failure_fails_the_check_with_its_traceback(install) -> None:
+    server, _, broken = install
+    with pytest.raises(AssertionError) as failure:
+        assert_pack_loaded(server, broken)
+    message = str(failure.value)
+    assert f"could not import {BROKEN_NAME}" in message
+    assert "Traceback (most recent call last):" in message
+    assert "RuntimeError: deliberately broken pack for the install test" in message
+
+
+def test_the_clone_serves_its_frontend_script_and_example_workflows(install) -> None:
+    server, clone, _ = install
+    assert f"/extensions/{CLONE_NAME}/w2sd.js" in server.request("/extensions")
+    workflows = sorted(p.stem for p in (clone / "workflows").glob("*.json"))
+    assert len(workflows) >= 10
+    assert sorted(server.request("/api/workflow_templates")[CLONE_NAME]) == workflows
+
+
+def test_the_pack_needs_no_packages_beyond_comfyui() -> None:
+    project = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]
+    assert project.get("dependencies", []) == []
+    requirements = REPO / "requirements.txt"
+    if requirements.exists():
+        lines = [ln for ln in requirements.read_text().splitlines() if ln.strip() and not ln.startswith("#")]
+        assert lines == []
+
+
+def comfy_cli(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "comfy_cli", "--skip-prompt", *args],
+        cwd=cwd, env={**os.environ, **COMFY_CLI_ENV}, stdin=subprocess.DEVNULL,
+        capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+
+
+def test_registry_validation_and_zip(install) -> None:
+    _, clone, _ = install
+    validated = comfy_cli("node", "validate", cwd=clone)
+    out = validated.stdout + validated.stderr
+    assert validated.returncode == 0 and "All validation checks passed" in out, out
+    assert "Warning" not in out, out
+
+    packed = comfy_cli("node", "pack", cwd=clone)
+    assert packed.returncode == 0, packed.stdout + packed.stderr
+    names = set(zipfile.ZipFile(clone / "node.zip").namelist())
+    comfy = tomllib.loads((clone / "pyproject.toml").read_text())["tool"]["comfy"]
+    icon = comfy["Icon"].rsplit("/main/", 1)[-1]  # the Icon URL points at this file on the main branch
+    expected = {"__init__.py", "pyproject.toml", "LICENSE", icon, "js/w2sd.js"}
+    expected |= {
+        f"workflows/{p.name}" for p in (clone / "workflows").iterdir() if p.suffix in (".json", ".jpg")
+    }
+    assert expected <= names, sorted(expected - names)
