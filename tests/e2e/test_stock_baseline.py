@@ -134,3 +134,9 @@ def test_outputs_are_identical_across_server_processes(server, server_factory):
     expected = server.run(txt2img(seed=6)).image
     second = server_factory()
     np.testing.assert_array_equal(second.run(txt2img(seed=6)).image, expected)
+
+
+def test_server_imported_every_node_module(server):
+    """A broken environment (e.g. a mismatched torchaudio) shows as comfy_extras import failures."""
+    log = server.log_text()
+    assert "IMPORT FAILED" not in log and "Cannot import" not in log, server.log_tail(200)
