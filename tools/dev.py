@@ -329,7 +329,7 @@ def setup(target: Target) -> None:
 
 
 def test(target: Target, pytest_args: list[str]) -> int:
-    cmd = [sys.executable, "-m", "pytest", *(pytest_args or ["tests"])]
+    cmd = [sys.executable, "-m", "pytest", "--durations=15", *(pytest_args or ["tests"])]
     say(f"ComfyUI {target.version}: {' '.join(cmd[1:])}")
     code = subprocess.run(cmd, cwd=REPO, env=target.env()).returncode
     if code == 5:
