@@ -28,13 +28,13 @@ WORKFLOWS = sorted(WORKFLOW_DIR.glob("*.json"))
 W2SD_NODES = {"W2SDKSampler", "W2SDGuider", "W2SDModelPair", "W2SDLoraSplit", "W2SDCFGGap"}
 BASE_CHECKPOINTS = ("sd_xl_base", "v1-5-pruned")
 HINT_IMAGE = "w2sd_hint.png"
-SIZE, MAX_STEPS = 64, 4
+SIZE, MAX_STEPS = 64, 3
 
 
 def for_tiny_models(api: dict[str, Any], object_info: dict[str, Any]) -> list[str]:
     """Swap the users' model files for the test fixtures (by family: SD3 -> SD3 mini, a base checkpoint
     -> SD1.5 mini, any other -> its "fine-tune"; LoRA, ControlNet, image likewise) and shrink every
-    image to 64 px and every schedule to at most 4 steps. Returns what changed, one line each."""
+    image to 64 px and every schedule to at most 3 steps. Returns what changed, one line each."""
 
     def choose(class_type: str, name: str, value: Any, options: list[Any]) -> Any:
         if name == "ckpt_name":
