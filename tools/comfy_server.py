@@ -36,6 +36,8 @@ SETTINGS = {"Comfy.TutorialCompleted": True}
 # ComfyUI runs text encoders in fp16 even on the CPU, where fp16 matmuls are ~90x slower than fp32 here
 # (a CLIP-L encode: 3-7 s instead of ~1 s). The tests compare runs of one configuration, so fp32 is fine.
 CPU_ARGS = ("--cpu", "--fp32-text-enc")
+# The server also gets OMP_WAIT_POLICY=PASSIVE: spinning OpenMP threads make torch 7-10x slower when
+# other processes share the CPU (tests next to a server, several test runs on one machine).
 
 
 def comfyui_dir(version: str | None = None) -> Path:
@@ -145,7 +147,7 @@ class ComfyServer:
     def start(self, timeout: float = 180) -> ComfyServer:
         if not (self.comfyui / "main.py").is_file():
             raise FileNotFoundError(f"no ComfyUI at {self.comfyui}: run `python3 tools/dev.py setup`")
-        env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+        env = {"OMP_WAIT_POLICY": "PASSIVE", **os.environ, "PYTHONUNBUFFERED": "1"}  # see CPU_ARGS
         with open(self.log_path, "wb") as log:
             self.proc = subprocess.Popen(
                 self.command(), cwd=self.comfyui, stdout=log, stderr=subprocess.STDOUT, env=env

@@ -86,7 +86,8 @@ class Target:
         return self.venv != BASE_VENV
 
     def env(self) -> dict[str, str]:
-        env = dict(os.environ)
+        # OpenMP threads that spin while waiting make torch 7-10x slower on a shared CPU.
+        env = {"OMP_WAIT_POLICY": "PASSIVE", **os.environ}
         if self.pinned:
             env["W2SD_COMFYUI_VERSION"] = self.version
         env[IN_VENV_FLAG] = "1"
