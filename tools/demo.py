@@ -2,7 +2,8 @@
 
 1. Every example workflow `workflows/*.json` (UI format) is converted to API format with the server's
    /object_info, its model files are swapped for the tiny checkpoints, sizes are cut to at most
-   MAX_SIDE px, and it runs; its images go to out/workflows/.
+   MAX_SIDE px and schedules to MAX_STEPS steps (the tiny models run on the CPU), and it runs; its
+   images go to out/workflows/.
 2. A comparison sheet out/comparison.png: one row per pair type, columns stock KSampler | W2SD | S2WD,
    same seed and prompt, from API graphs built here (`reflection_graphs`).
 
@@ -48,6 +49,7 @@ from graphs import (  # noqa: E402  (API graph builders shared with the e2e test
 )
 
 MAX_SIDE = 128
+MAX_STEPS = 8
 SHEET_SIZE = 64  # sampling size of the comparison graphs; tiles are scaled up TILE_SCALE x
 TILE_SCALE = 3
 SEED = 42
@@ -86,8 +88,8 @@ def choose_fixture(class_type: str, name: str, value: Any, options: list[Any]) -
     return options[0] if options else value
 
 
-def shrink(api: dict[str, Any], max_side: int = MAX_SIDE) -> list[str]:
-    """Scale width/height inputs down to max_side (tiny CPU models); returns what changed."""
+def shrink(api: dict[str, Any], max_side: int = MAX_SIDE, max_steps: int = MAX_STEPS) -> list[str]:
+    """Cut image sizes to max_side and schedules to max_steps (tiny CPU models); returns what changed."""
     changes = []
     for node_id, node in api.items():
         inputs = node["inputs"]
@@ -98,15 +100,33 @@ def shrink(api: dict[str, Any], max_side: int = MAX_SIDE) -> list[str]:
             changes.append(
                 f"node {node_id} ({node['class_type']}): {w}x{h} -> {inputs['width']}x{inputs['height']}"
             )
+        # reflect_steps counts reflected steps, which must stay below the number of steps.
+        for name, limit in (("steps", max_steps), ("reflect_steps", max_steps - 1)):
+            value = inputs.get(name)
+            if isinstance(value, int) and value > limit:
+                inputs[name] = limit
+                changes.append(f"node {node_id} ({node['class_type']}).{name}: {value} -> {limit}")
     return changes
 
 
-def run_workflows(server: ComfyServer, workflows: list[Path], out_dir: Path, log: Log) -> list[Path]:
+def prepare_workflow(
+    path: Path, object_info: dict[str, Any], max_side: int = MAX_SIDE, max_steps: int = MAX_STEPS
+) -> tuple[dict[str, Any], list[str]]:
+    """A workflow file as an API prompt for the tiny models, and what was changed for them."""
+    api = ui_to_api(json.loads(path.read_text()), object_info)
+    changes = replace_missing_choices(api, object_info, choose_fixture) + shrink(api, max_side, max_steps)
+    return api, changes
+
+
+def run_workflows(
+    server: ComfyServer, workflows: list[Path], out_dir: Path, log: Log, **limits: int
+) -> list[Path]:
+    """Run each workflow (see prepare_workflow; `limits`: max_side, max_steps); images into out_dir."""
     info = server.object_info()
     written = []
     for path in workflows:
-        api = ui_to_api(json.loads(path.read_text()), info)
-        for change in replace_missing_choices(api, info, choose_fixture) + shrink(api):
+        api, changes = prepare_workflow(path, info, **limits)
+        for change in changes:
             log(f"  {path.name}: {change}")
         result = server.run(api)
         images = [img for node_images in result.images.values() for img in node_images]
