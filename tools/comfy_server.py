@@ -131,8 +131,8 @@ class ComfyServer:
         self.port = port or free_port()
         self.extra_args = extra_args
         self.url = f"http://127.0.0.1:{self.port}"
-        self.log_path = self.base_dir / f"comfyui-{self.port}.log"
         self.client_id = uuid.uuid4().hex
+        self.log_path = self.base_dir / f"comfyui-{self.client_id[:8]}.log"
         self.proc: subprocess.Popen[bytes] | None = None
 
     # -- lifecycle -------------------------------------------------------------------------------
@@ -144,7 +144,7 @@ class ComfyServer:
             "--database-url", "sqlite:///:memory:", *self.extra_args,
         ]  # fmt: skip
 
-    def start(self, timeout: float = 180) -> ComfyServer:
+    def start(self, timeout: float = 180, port_retries: int = 3) -> ComfyServer:
         if not (self.comfyui / "main.py").is_file():
             raise FileNotFoundError(f"no ComfyUI at {self.comfyui}: run `python3 tools/dev.py setup`")
         env = {"OMP_WAIT_POLICY": "PASSIVE", **os.environ, "PYTHONUNBUFFERED": "1"}  # see CPU_ARGS
@@ -155,6 +155,11 @@ class ComfyServer:
         deadline = time.monotonic() + timeout
         while True:
             if self.proc.poll() is not None:
+                if "address already in use" in self.log_text() and port_retries > 0:
+                    # Another process took the free port before ComfyUI bound it: take another one.
+                    self.port = free_port()
+                    self.url = f"http://127.0.0.1:{self.port}"
+                    return self.start(timeout, port_retries - 1)
                 raise RuntimeError(f"ComfyUI exited with {self.proc.returncode}\n{self.log_tail()}")
             try:
                 info = self.object_info()
