@@ -85,9 +85,12 @@ def server_factory(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Callabl
         srv.stop()
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def chromium_browser() -> Iterator[Any]:
-    """Debian's Chromium driven by playwright (never playwright's own browser download)."""
+    """Debian's Chromium driven by playwright (never playwright's own browser download).
+
+    Module scope: playwright's sync API keeps an event loop running in the main thread while it is
+    open, which would break asyncio.run() in every later test of the session."""
     from playwright.sync_api import sync_playwright
 
     if not Path(CHROMIUM).exists():

@@ -36,6 +36,8 @@ SETTINGS = {"Comfy.TutorialCompleted": True}
 # ComfyUI runs text encoders in fp16 even on the CPU, where fp16 matmuls are ~90x slower than fp32 here
 # (a CLIP-L encode: 3-7 s instead of ~1 s). The tests compare runs of one configuration, so fp32 is fine.
 CPU_ARGS = ("--cpu", "--fp32-text-enc")
+# ComfyUI allows one of these; an extra_args that names another mode replaces --cpu (needs a GPU).
+VRAM_MODES = {"--cpu", "--gpu-only", "--highvram", "--normalvram", "--lowvram", "--novram"}
 # The server also gets OMP_WAIT_POLICY=PASSIVE: spinning OpenMP threads make torch 7-10x slower when
 # other processes share the CPU (tests next to a server, several test runs on one machine).
 
@@ -138,8 +140,9 @@ class ComfyServer:
     # -- lifecycle -------------------------------------------------------------------------------
 
     def command(self) -> list[str]:
+        device = [a for a in CPU_ARGS if a != "--cpu" or not VRAM_MODES & set(self.extra_args)]
         return [
-            self.python, "main.py", *CPU_ARGS, "--listen", "127.0.0.1", "--port", str(self.port),
+            self.python, "main.py", *device, "--listen", "127.0.0.1", "--port", str(self.port),
             "--disable-auto-launch", "--base-directory", str(self.base_dir),
             "--database-url", "sqlite:///:memory:", *self.extra_args,
         ]  # fmt: skip

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import sys
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import ModuleType
@@ -18,6 +19,12 @@ from typing import Any
 import pytest
 from comfy_server import PACK_LINK_NAME, REPO_ROOT, comfyui_dir, prepare_base
 from fixtures.checkpoints import install_fixtures
+
+
+def run_async(coro: Any) -> Any:
+    """Run one of ComfyUI's coroutines to completion, also when an event loop is running here."""
+    with ThreadPoolExecutor(1) as pool:
+        return pool.submit(asyncio.run, coro).result()
 
 
 @dataclass
@@ -48,7 +55,7 @@ class InProcessComfy:
         if not self.pack_node_ids:
             link = self.base_dir / "custom_nodes" / PACK_LINK_NAME
             before = set(self.nodes.NODE_CLASS_MAPPINGS)
-            if not asyncio.run(self.nodes.load_custom_node(str(link))):
+            if not run_async(self.nodes.load_custom_node(str(link))):
                 raise RuntimeError(f"ComfyUI could not load the pack from {link} (see the log above)")
             self.pack_node_ids = sorted(set(self.nodes.NODE_CLASS_MAPPINGS) - before)
         return self.pack_node_ids
@@ -87,7 +94,7 @@ def comfyui(tmp_path_factory: pytest.TempPathFactory) -> InProcessComfy:
         raise RuntimeError(
             f"`utils` resolved to {sys.modules['utils'].__file__}, not ComfyUI's utils package"
         )
-    failed = asyncio.run(nodes.init_extra_nodes(init_custom_nodes=False, init_api_nodes=False))
+    failed = run_async(nodes.init_extra_nodes(init_custom_nodes=False, init_api_nodes=False))
     if failed:
         raise RuntimeError(f"ComfyUI's extra nodes failed to import in-process: {failed} (see the log)")
     return InProcessComfy(source, base, models, nodes)
