@@ -129,13 +129,23 @@ def run_workflows(
         for change in changes:
             log(f"  {path.name}: {change}")
         result = server.run(api)
-        images = [img for node_images in result.images.values() for img in node_images]
-        for i, image in enumerate(images):
-            target = out_dir / "workflows" / f"{path.stem}{f'_{i}' if len(images) > 1 else ''}.png"
-            target.parent.mkdir(parents=True, exist_ok=True)
-            Image.fromarray(image).save(target)
-            written.append(target)
-        log(f"workflow {path.name}: {len(images)} image(s)")
+        count = 0
+        for node_id, images in result.images.items():
+            # Named after the output node's title, so "W2SD result" and "stock" files tell themselves apart.
+            title = re.sub(r"[^A-Za-z0-9]+", "_", api[node_id].get("_meta", {}).get("title", node_id)).strip(
+                "_"
+            )
+            for i, image in enumerate(images):
+                target = (
+                    out_dir
+                    / "workflows"
+                    / f"{path.stem}__{node_id}_{title}{f'_{i}' if len(images) > 1 else ''}.png"
+                )
+                target.parent.mkdir(parents=True, exist_ok=True)
+                Image.fromarray(image).save(target)
+                written.append(target)
+                count += 1
+        log(f"workflow {path.name}: {count} image(s)")
     return written
 
 
