@@ -65,8 +65,8 @@ def interrupt_at(server, graph, at_value):
 
 
 def slow_graph(kind: str, seed: int):
-    """12 steps at 256 px so one evaluation takes long enough to interrupt in flight; 6 reflected steps."""
-    g = base_graph(SD15_MINI, seed=seed, steps=12, size=256)
+    """12 steps at 128 px so one evaluation takes long enough to interrupt in flight; 6 reflected steps."""
+    g = base_graph(SD15_MINI, seed=seed, steps=12, size=128)
     pair, model = PAIRS[kind](g)
     return w2sd_graph(g, pair, model=model, window="steps", reflect_steps=6)
 
