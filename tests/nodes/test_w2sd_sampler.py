@@ -272,3 +272,58 @@ def test_diagnostics_plot(s):
     _, plot = s.w2sd(s.cfg_gap())
     assert plot.shape[0] == 1 and plot.shape[-1] == 3 and plot.dtype == torch.float32
     assert 0.0 <= plot.min() and plot.max() <= 1.0
+
+
+@pytest.fixture
+def no_free_device_memory(monkeypatch):
+    """ComfyUI's --lowvram loading on this GPU-less machine: ComfyUI is told the CPU is a device with no
+    memory free, so its real partial-loading path runs (weights stay on the offload device and are cast,
+    LoRA-patched, per call). Only the device's size and kind are faked; the code under test is stock."""
+    import comfy.model_management as mm
+
+    mm.unload_all_models()
+    monkeypatch.setattr(mm, "vram_state", mm.VRAMState.LOW_VRAM)
+    monkeypatch.setattr(mm, "is_device_cpu", lambda device: False)
+    monkeypatch.setattr(
+        mm, "get_free_memory", lambda dev=None, torch_free_too=False: (0, 0) if torch_free_too else 0
+    )
+    yield mm
+    monkeypatch.undo()
+    mm.unload_all_models()
+
+
+def offloaded_modules(model):
+    return sum(bool(getattr(m, "comfy_cast_weights", False)) for m in model.model.modules())
+
+
+def test_two_checkpoints_and_lora_split_offload_under_memory_pressure(s, no_free_device_memory):
+    """Both checkpoints of a pair are loaded partially (offloaded) instead of failing, and the result
+    is the one a full load gives; the same for the LoRA split, whose scales then apply per call."""
+    mm = no_free_device_memory
+    finetune = s.c.execute("CheckpointLoaderSimple", ckpt_name=SD15_MINI_FINETUNE)[0]
+    split_model, lora_pair, _ = s.c.execute(
+        "W2SDLoraSplit", model=s.model, lora_name=SD15_MINI_LORA,
+        main_scale=0.8, strong_scale=1.5, weak_scale=-1.5, clip=None,
+    )  # fmt: skip
+    checkpoints = s.c.execute("W2SDModelPair", strong_model=finetune, weak_model=s.model)[0]
+    runs = {"checkpoints": lambda: s.w2sd(checkpoints, model=s.model)[0]}
+    runs["lora"] = lambda: s.w2sd(lora_pair, model=split_model)[0]
+    low = {}
+    for name, run in runs.items():
+        low[name] = run()
+        offloaded = {side: offloaded_modules(m) for side, m in (("base", s.model), ("finetune", finetune))}
+        print(f"{name}: modules left on the offload device {offloaded}")
+        assert s.model.model.model_lowvram and offloaded["base"] > 0
+        if name == "checkpoints":
+            assert finetune.model.model_lowvram and offloaded["finetune"] > 0
+
+    mm.unload_all_models()
+    with pytest.MonkeyPatch.context() as full_load:
+        full_load.setattr(mm, "vram_state", mm.VRAMState.NORMAL_VRAM)
+        full_load.setattr(mm, "is_device_cpu", lambda device: True)
+        full = {name: run() for name, run in runs.items()}
+        assert offloaded_modules(s.model) == 0, "a full load leaves no module on the offload device"
+    for name in low:
+        rel = (low[name] - full[name]).abs().max().item() / full[name].abs().max().item()
+        print(f"{name}: offloaded vs full load, relative max difference {rel:.1e}")
+        assert rel < 1e-4, name
