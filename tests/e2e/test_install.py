@@ -2,7 +2,8 @@
 custom_nodes of a clean ComfyUI. ComfyUI must import it, list every node, serve its frontend script and
 its example workflows; an import failure must fail the check, with the traceback shown (a deliberately
 broken copy beside it proves that). Also what the Comfy Registry takes from the clone: `comfy node
-validate` passes and the `comfy node pack` zip holds the workflows, thumbnails, js/ and the icon."""
+validate` passes and the `comfy node pack` zip holds the code, workflows, thumbnails, js/ and the icon,
+and none of the development files (.comfyignore)."""
 
 from __future__ import annotations
 
@@ -133,4 +134,13 @@ def test_registry_validation_and_zip(install) -> None:
     expected |= {
         f"workflows/{p.name}" for p in (clone / "workflows").iterdir() if p.suffix in (".json", ".jpg")
     }
+    expected |= {
+        f
+        for f in git("ls-files", cwd=clone).split()
+        if f.startswith(("w2sd_core/", "nodes/")) and f.endswith(".py")
+    }
     assert expected <= names, sorted(expected - names)
+    development = {n for n in names if n.startswith((".ci/", "tests/", "tools/", "benchmarks/"))}
+    assert not development, (
+        f"development files in the Registry archive (see .comfyignore): {sorted(development)}"
+    )
