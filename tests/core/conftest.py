@@ -24,16 +24,3 @@ def one_thread() -> Iterator[None]:
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(before)
-
-
-def pytest_collection_modifyitems(session: pytest.Session, items: list[pytest.Item]) -> None:
-    """Keep pytest from importing the pack's root `__init__.py`, which imports ComfyUI.
-
-    The checkout root is a package (ComfyUI loads it as one), so pytest sets up a Package node for it
-    and imports its `__init__` looking for `setup_module`. It has none; skipping that import leaves the
-    run unchanged and lets tests/core run with no ComfyUI installed.
-    """
-    for item in items:
-        for node in item.listchain():
-            if isinstance(node, pytest.Package) and node.path == ROOT:
-                node.setup = lambda: None  # type: ignore[method-assign]
