@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from functools import partial
 from typing import Any
 
+import comfy.k_diffusion.sampling
 import comfy.model_patcher
 import comfy.model_sampling
 import comfy.patcher_extension
@@ -27,6 +28,15 @@ from .pair import ROLES, Side, W2SDPair
 log = logging.getLogger(__name__)
 
 ROLE_KEY = "w2sd_role"
+# ComfyUI's samplers whose SDE noise comes from a Brownian tree over the schedule's sigma range, built
+# inside the call unless one is passed (value: the tree lives on the CPU). Inside the window every step
+# is a call of its own; handing each the one tree stock builds for the whole schedule keeps their noise
+# exactly stock's, and builds the tree (and its host reads) once instead of once per reflected step.
+BROWNIAN_TREE_SAMPLERS = {
+    "sample_dpmpp_sde": True, "sample_dpmpp_2m_sde": True, "sample_dpmpp_2m_sde_heun": True,
+    "sample_dpmpp_3m_sde": True, "sample_dpmpp_sde_gpu": False, "sample_dpmpp_2m_sde_gpu": False,
+    "sample_dpmpp_2m_sde_heun_gpu": False, "sample_dpmpp_3m_sde_gpu": False,
+}  # fmt: skip
 MODES = ("w2sd", "s2wd", "resample", "resample_aligned")
 INVERSIONS = ("explicit", "fixed_point", "reference")
 
@@ -360,6 +370,12 @@ def w2sd_sampler_function(
     def weak(v: torch.Tensor, sigma: torch.Tensor) -> torch.Tensor:
         return model(v, sigma, **weak_args)
 
+    on_cpu = BROWNIAN_TREE_SAMPLERS.get(getattr(inner, "__name__", ""))
+    if on_cpu is not None and options.get("noise_sampler") is None and len(sigmas) > 1:
+        positive = sigmas[sigmas > 0]
+        options["noise_sampler"] = comfy.k_diffusion.sampling.BrownianTreeNoiseSampler(
+            x, positive.min(), sigmas.max(), seed=extra_args.get("seed"), cpu=on_cpu
+        )
     return sample_with_reflection(
         inner,
         model,

@@ -201,14 +201,8 @@ def test_two_checkpoints_stay_loaded_without_reloads_in_the_loop(s):
         "euler",
         "dpmpp_2m",
         "euler_ancestral",
-        pytest.param(
-            "dpmpp_2m_sde",
-            marks=pytest.mark.xfail(
-                strict=True,
-                reason="known: each one-step inner call builds its own BrownianTreeNoiseSampler (sigmas[sigmas > 0].min(), "
-                "the tree's .cpu() calls), about 5 host reads per reflected step more than stock",
-            ),
-        ),
+        "dpmpp_2m_sde",
+        "dpmpp_sde",
     ],
 )
 def test_no_extra_host_reads_in_the_loop(s, sampler):

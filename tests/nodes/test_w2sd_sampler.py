@@ -94,16 +94,19 @@ def test_empty_window_is_stock_bit_for_bit(s, sampler, scheduler):
     assert torch.equal(latent, s.stock(sampler=sampler, scheduler=scheduler))
 
 
-def test_strong_equals_weak_with_fixed_point_inversion_matches_stock(s):
+@pytest.mark.parametrize("sampler", ["euler", "dpmpp_sde"])
+def test_strong_equals_weak_with_fixed_point_inversion_matches_stock(s, sampler):
+    """dpmpp_sde (one-step, SDE): its noise inside the window is stock's (the schedule's Brownian tree)."""
     same = s.c.execute("W2SDModelPair", strong_cfg=5.5, weak_cfg=5.5)[0]
-    stock = s.stock()
+    stock = s.stock(sampler=sampler)
     scale = stock.abs().max().item()
-    explicit, _ = s.w2sd(same, inversion="explicit")
-    fixed, _ = s.w2sd(same, inversion="fixed_point", inversion_iters=10)
+    explicit, _ = s.w2sd(same, sampler=sampler, inversion="explicit")
+    fixed, _ = s.w2sd(same, sampler=sampler, inversion="fixed_point", inversion_iters=10)
     err_explicit = (explicit - stock).abs().max().item() / scale
     err_fixed = (fixed - stock).abs().max().item() / scale
     print(
-        f"strong == weak, relative max error vs stock: explicit {err_explicit:.2e}, fixed-point x10 {err_fixed:.2e}"
+        f"{sampler}, strong == weak, relative max error vs stock: "
+        f"explicit {err_explicit:.2e}, fixed-point x10 {err_fixed:.2e}"
     )
     assert err_fixed < 0.05 * max(err_explicit, 1e-12) or err_fixed < 1e-3
 
