@@ -91,12 +91,23 @@ def test_interrupt_stops_within_one_evaluation_and_leaves_no_state(server, kind,
         assert np.array_equal(server.run(rerun(split_stock[0])).image, split_stock[1])
 
 
+# Between the first and the last full cycle after warm-up lie 24 prompts: a leak of 64 MiB there is
+# 2.7 MiB a prompt, far less than any model's weights (the tiny SD1.5 file alone is 290 MiB) or one
+# cached copy of a LoRA-patched UNet, the leaks packs like this one are known for.
+MEMORY_GROWTH_BOUND_MIB = 64
+
+
 def test_long_session_memory_and_stock_results(server):
-    """50 prompts alternating W2SD (every pair type) and stock; RSS bounded after warm-up."""
+    """50 prompts alternating W2SD (every pair type) and stock: no memory growth from cycle to cycle.
+
+    RSS swings by up to a model's size with which pair ran last (which models and cached outputs are
+    resident), so a leak is judged by the peak of each full cycle of pair types, not by single readings.
+    """
     stock_graph = base_graph(SD15_MINI, seed=55)
     before = server.run(rerun(stock_graph)).image
     process = psutil.Process(server.proc.pid)
     kinds = list(PAIRS)
+    cycle = 2 * len(kinds)  # every pair type once, each followed by a stock prompt
     rss = []
     for i in range(50):
         if i % 2 == 0:
@@ -104,12 +115,13 @@ def test_long_session_memory_and_stock_results(server):
         else:
             server.run(base_graph(SD15_MINI, seed=1000 + i))
         rss.append(process.memory_info().rss / 2**20)
-    warm = rss[2 * len(kinds) - 1]  # after every pair type has run once
-    growth = max(rss[2 * len(kinds) :]) - warm
+    peaks = [max(rss[start : start + cycle]) for start in range(0, len(rss) - cycle + 1, cycle)]
+    growth = peaks[-1] - peaks[1]  # peaks[0] is the warm-up cycle
     print(
-        f"server RSS: first {rss[0]:.0f} MiB, after warm-up {warm:.0f} MiB, max later {max(rss):.0f} MiB, growth {growth:.0f} MiB over {50 - 2 * len(kinds)} prompts"
+        f"server RSS over 50 prompts: min {min(rss):.0f} MiB, max {max(rss):.0f} MiB; peak per cycle of "
+        f"{cycle} prompts {', '.join(f'{p:.0f}' for p in peaks)} MiB; growth after warm-up {growth:.0f} MiB"
     )
-    assert growth < 200, f"resident memory grew {growth:.0f} MiB after warm-up"
+    assert growth < MEMORY_GROWTH_BOUND_MIB, f"peak resident memory grew {growth:.0f} MiB after warm-up"
     assert np.array_equal(server.run(rerun(stock_graph)).image, before)
 
 

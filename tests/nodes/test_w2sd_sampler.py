@@ -216,7 +216,21 @@ def test_lora_split_main_scale_and_no_mutation(s):
     assert torch.equal(s.stock(seed=5), s.stock(seed=5))
 
 
-def test_interrupt_stops_within_one_evaluation_and_leaves_stock_intact(s):
+@pytest.fixture
+def server_progress_hook(monkeypatch):
+    """The progress hook ComfyUI's server installs (main.py's hijack_progress): every progress update
+    raises once an interrupt was asked for. 0.3.52 checks for interrupts only there; newer cores also
+    check in every layer (comfy.ops.run_every_op)."""
+    import comfy.model_management as mm
+    import comfy.utils
+
+    def hook(value, total, preview_image, prompt_id=None, node_id=None):
+        mm.throw_exception_if_processing_interrupted()
+
+    monkeypatch.setattr(comfy.utils, "PROGRESS_BAR_HOOK", hook)
+
+
+def test_interrupt_stops_within_one_evaluation_and_leaves_stock_intact(s, server_progress_hook):
     import comfy.model_management as mm
 
     stock = s.stock(seed=3)
@@ -279,13 +293,13 @@ def test_diagnostics_plot(s):
 
 @pytest.fixture
 def no_free_device_memory(monkeypatch):
-    """ComfyUI's --lowvram loading on this GPU-less machine: ComfyUI is told the CPU is a device with no
-    memory free, so its real partial-loading path runs (weights stay on the offload device and are cast,
+    """ComfyUI's --novram loading (--lowvram's limit) on this GPU-less machine: ComfyUI is told the CPU is
+    a device with no memory free, so its real partial-loading path runs (weights stay on the offload device and are cast,
     LoRA-patched, per call). Only the device's size and kind are faked; the code under test is stock."""
     import comfy.model_management as mm
 
     mm.unload_all_models()
-    monkeypatch.setattr(mm, "vram_state", mm.VRAMState.LOW_VRAM)
+    monkeypatch.setattr(mm, "vram_state", mm.VRAMState.NO_VRAM)
     monkeypatch.setattr(mm, "is_device_cpu", lambda device: False)
     monkeypatch.setattr(
         mm, "get_free_memory", lambda dev=None, torch_free_too=False: (0, 0) if torch_free_too else 0
