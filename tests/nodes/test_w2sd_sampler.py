@@ -164,6 +164,31 @@ def test_two_checkpoints_load_together_and_stay_loaded(s, monkeypatch):
     assert torch.isfinite(latent).all()
 
 
+def test_a_model_patch_on_the_strong_side_only(s):
+    """Model patches on the strong model only (a stock RescaleCFG, and an attention patch as IP-Adapter
+    installs them): they act on the strong side's passes and on no other, and change the result."""
+    rescaled = s.c.execute("RescaleCFG", model=s.model, multiplier=0.7)[0]
+    roles = []
+
+    def attn1_patch(n, context, value, extra_options):
+        roles.append(extra_options.get("w2sd_role", "main"))
+        return n * 1.1, context, value
+
+    strong = rescaled.clone()
+    strong.set_model_attn1_patch(attn1_patch)
+    pair = s.c.execute("W2SDModelPair", strong_model=strong)[0]
+    reflected, _ = s.w2sd(pair)
+    assert set(roles) == {"strong"} and len(roles) % (STEPS - 1) == 0  # each attention block, each pass
+    plain, _ = s.w2sd(pair, reflect_steps=0)
+    assert torch.equal(plain, s.stock()), "the patch leaked into the sampler's own model"
+    unpatched, _ = s.w2sd(s.c.execute("W2SDModelPair", strong_model=s.model.clone())[0])
+    rescale_only, _ = s.w2sd(s.c.execute("W2SDModelPair", strong_model=rescaled)[0])
+    assert (reflected - rescale_only).abs().max() > 1e-3, "the strong side's attention patch changed nothing"
+    assert (rescale_only - unpatched).abs().max() > 1e-3, "the strong side's RescaleCFG changed nothing"
+    assert "sampler_cfg_function" not in s.model.model_options
+    assert "patches" not in s.model.model_options.get("transformer_options", {})
+
+
 def test_family_mismatch_is_a_clear_error(s):
     sd3 = s.c.execute("CheckpointLoaderSimple", ckpt_name=SD3_MINI)[0]
     pair = s.c.execute("W2SDModelPair", strong_model=sd3)[0]
