@@ -369,3 +369,31 @@ def test_two_checkpoints_and_lora_split_offload_under_memory_pressure(s, no_free
         rel = (low[name] - full[name]).abs().max().item() / full[name].abs().max().item()
         print(f"{name}: offloaded vs full load, relative max difference {rel:.1e}")
         assert rel < 1e-4, name
+
+
+def every_sampler_name():
+    """ComfyUI's sampler list, read without importing ComfyUI at collection time."""
+    import re
+
+    from comfy_server import comfyui_dir
+
+    source = (comfyui_dir() / "comfy" / "samplers.py").read_text()
+    k_diffusion = re.search(r"KSAMPLER_NAMES = \[(.*?)\]", source, re.S)
+    extra = re.search(r"SAMPLER_NAMES = KSAMPLER_NAMES \+ \[(.*?)\]", source, re.S)
+    names = []
+    for block in (k_diffusion, extra):
+        names += re.findall(r'"([^"]+)"', block.group(1)) if block else []
+    return names
+
+
+@pytest.mark.parametrize("sampler", every_sampler_name())
+def test_every_sampler_runs_and_an_empty_window_is_stock(s, sampler):
+    import comfy.samplers
+
+    assert sampler in comfy.samplers.KSampler.SAMPLERS  # the parsed list is the core's own
+    pair = s.cfg_gap()
+    empty, _ = s.w2sd(pair, sampler=sampler, scheduler="normal", steps=4, reflect_steps=0)
+    assert torch.equal(empty, s.stock(sampler=sampler, scheduler="normal", steps=4))
+    reflected, _ = s.w2sd(pair, sampler=sampler, scheduler="normal", steps=4)
+    assert torch.isfinite(reflected).all()
+    assert not torch.equal(reflected, empty)
