@@ -145,6 +145,23 @@ def test_progress_counts_every_evaluation(s):
     assert {t for _, t in seen} == {nfe}
 
 
+def test_previews_update_with_every_evaluation(s, monkeypatch):
+    """With previews on (Latent2RGB), every progress update carries a preview of that evaluation."""
+    import comfy.cli_args
+    import comfy.utils
+    import numpy as np
+
+    monkeypatch.setattr(comfy.cli_args.args, "preview_method", comfy.cli_args.LatentPreviewMethod.Latent2RGB)
+    previews = []
+    monkeypatch.setattr(
+        comfy.utils, "PROGRESS_BAR_HOOK", lambda value, total, preview, *a, **k: previews.append(preview)
+    )
+    s.w2sd(s.cfg_gap(), seed=2)
+    assert len(previews) == STEPS + 2 * (STEPS - 1) and all(p is not None for p in previews)
+    images = [np.asarray(p[1]) for p in previews]  # (format, PIL image, max size)
+    assert sum(not np.array_equal(a, b) for a, b in zip(images, images[1:], strict=False)) >= len(images) // 2
+
+
 def test_two_checkpoints_load_together_and_stay_loaded(s, monkeypatch):
     import comfy.model_management as mm
 
