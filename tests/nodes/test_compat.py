@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib.util
 import sys
 
 
@@ -12,16 +11,7 @@ def load_compat(comfyui):
     return sys.modules[name]
 
 
-def core_version(comfyui) -> str:
-    spec = importlib.util.spec_from_file_location(
-        "comfyui_version_probe", comfyui.comfyui / "comfyui_version.py"
-    )
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module.__version__
-
-
-def test_features_on_the_tested_cores(comfyui):
+def test_features_on_the_tested_cores(comfyui, source_module):
     features = load_compat(comfyui).features()
     for needed in (
         "guider_api",
@@ -33,6 +23,7 @@ def test_features_on_the_tested_cores(comfyui):
     ):
         assert features[needed], needed
     assert not features["bypass_lora"] and not features["dynamic_vram"]
-    newer = core_version(comfyui) != "0.3.52"
+    version = source_module("comfyui_version_probe", comfyui.comfyui / "comfyui_version.py").__version__
+    newer = version != "0.3.52"
     assert features["inner_sample_latent_shapes"] is newer
     assert features["merge_nested_dicts_keeps_order"] is newer

@@ -11,14 +11,13 @@ one model output 1.8e-6 to 1.6e-5; final latent after 3 Euler steps at cfg 3: 2.
 from __future__ import annotations
 
 import hashlib
-import importlib.util
-import sys
 from pathlib import Path
 
 import pytest
 import torch
 from fixtures.checkpoints import SD3_MINI, SD15_MINI, SD15_MINI_LORA
 
+pytestmark = pytest.mark.usefixtures("one_thread")
 REL_TOL = 2e-4
 PAPER = {"main": 0.8, "strong": 1.5, "weak": -1.5}
 STEPS, CFG, LATENT = 3, 3.0, (1, 4, 8, 8)
@@ -26,24 +25,10 @@ STEPS, CFG, LATENT = 3, 3.0, (1, 4, 8, 8)
 MODULE = Path(__file__).resolve().parents[2] / "nodes" / "lora_scales.py"
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """Tiny tensors: one thread is faster, and far faster on a busy 2-core runner (no OpenMP spinning)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 @pytest.fixture(scope="module")
-def ls(comfyui):
+def ls(comfyui, source_module):
     """nodes/lora_scales.py on its own: it imports only comfy and torch, so no other pack module is needed."""
-    name = "w2sd_test_lora_scales"
-    spec = importlib.util.spec_from_file_location(name, MODULE)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[name] = module
-    spec.loader.exec_module(module)
-    return module
+    return source_module("w2sd_test_lora_scales", MODULE)
 
 
 @pytest.fixture(scope="module")

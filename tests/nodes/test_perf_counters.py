@@ -16,8 +16,6 @@ the cfg 1 strong side's batch of 1, one `load_models_gpu` call holding both chec
 
 from __future__ import annotations
 
-import importlib.util
-import sys
 from pathlib import Path
 
 import pytest
@@ -25,6 +23,7 @@ import torch
 from fixtures.checkpoints import SD15_MINI, SD15_MINI_FINETUNE, SD15_MINI_LORA
 
 ROOT = Path(__file__).resolve().parents[2]
+pytestmark = pytest.mark.usefixtures("one_thread")
 STEPS = 4
 CFG = 5.5
 REFLECTION = {
@@ -34,23 +33,9 @@ REFLECTION = {
 NFE = {"main": STEPS, "strong": STEPS - 1, "weak": STEPS - 1}
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """Tiny tensors: one thread is faster, and far faster on a busy 2-core runner."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 @pytest.fixture(scope="module")
-def perf(comfyui):
-    name = "w2sd_benchmarks_perf"
-    spec = importlib.util.spec_from_file_location(name, ROOT / "benchmarks" / "perf.py")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[name] = module
-    spec.loader.exec_module(module)
-    return module
+def perf(comfyui, source_module):
+    return source_module("w2sd_benchmarks_perf", ROOT / "benchmarks" / "perf.py")
 
 
 class Setup:
