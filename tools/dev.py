@@ -292,19 +292,26 @@ def setup_dev_tools() -> None:
 def setup_chromium() -> None:
     if CHROMIUM.exists():
         return
-    apt = ["apt-get", "install", "-y", "-q", "chromium"]
-    if os.geteuid() != 0:
-        if not shutil.which("sudo"):
-            say(f"WARNING: {CHROMIUM} is missing; browser tests need it: sudo {' '.join(apt)}")
+    for cmd in chromium_install_commands(os.geteuid() == 0, shutil.which("sudo") is not None):
+        if cmd[0] == "#":
+            say(f"WARNING: {CHROMIUM} is missing; browser tests need it: {' '.join(cmd[1:])}")
             return
-        apt = ["sudo", *apt]
-    say("installing Chromium from Debian for the browser tests (~20 s)")
-    env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
-    run([*apt[:-3], "update", "-q"], env=env, stdout=subprocess.DEVNULL)
-    run(apt, env=env, stdout=subprocess.DEVNULL)
+        say(f"installing Chromium from Debian for the browser tests (~20 s): {' '.join(cmd)}")
+        run(cmd, env={**os.environ, "DEBIAN_FRONTEND": "noninteractive"}, stdout=subprocess.DEVNULL)
 
 
-def setup(target: Target) -> None:
+def chromium_install_commands(is_root: bool, has_sudo: bool) -> list[list[str]]:
+    """The commands that install Debian's Chromium; a ["#", ...] entry is advice to print instead."""
+    commands = [["apt-get", "update", "-q"], ["apt-get", "install", "-y", "-q", "chromium"]]
+    if is_root:
+        return commands
+    if has_sudo:
+        return [["sudo", *cmd] for cmd in commands]
+    return [["#", " && ".join("sudo " + " ".join(cmd) for cmd in commands)]]
+
+
+def setup(target: Target, *, browser: bool = True) -> None:
+    """Everything `test` needs; `browser=False` (the demo) skips Chromium, which only the tests use."""
     say(f"set-up for ComfyUI {target.version} ({target.comfyui}), venv {target.venv.name}")
     if not target.pinned:
         say("COMFYUI_PATH is set: using that ComfyUI (--comfyui-version is ignored)")
@@ -322,7 +329,8 @@ def setup(target: Target) -> None:
         if target.overlay:
             ensure_comfyui_source(target)
             setup_comfyui_requirements(target)
-        setup_chromium()
+        if browser:
+            setup_chromium()
     say("set-up complete")
 
 
@@ -372,7 +380,7 @@ def main(argv: list[str] | None = None) -> int:
 
     target = Target(getattr(args, "comfyui_version", BASE_COMFYUI))
     if os.environ.get(IN_VENV_FLAG) != "1":
-        setup(target)
+        setup(target, browser=args.command != "demo")
         if args.command == "setup":
             return 0
         # Re-run this command with the venv's interpreter; the flag tells it the set-up is done.
