@@ -26,6 +26,23 @@ function sameValue(a, b) {
   return typeof a === "number" && typeof b === "number" ? Math.abs(a - b) < 1e-6 : a === b;
 }
 
+function linked(node, name) {
+  return node.inputs?.some((input) => (input.widget?.name ?? input.name) === name && input.link != null) ?? false;
+}
+
+/** `inversion_iters` counts only for a fixed_point inversion (explicit and reference ignore it, and so
+ * does the label): grey it out, without its number, for the others. Left on while `inversion` comes
+ * from a link, whose value the frontend cannot know. */
+function syncInversionIters(node) {
+  const iters = widget(node, "inversion_iters");
+  const inversion = widget(node, "inversion");
+  if (!iters || !inversion) return;
+  const off = inversion.value !== "fixed_point" && !linked(node, "inversion");
+  if (Boolean(iters.disabled) === off) return;
+  iters.disabled = off;
+  node.setDirtyCanvas?.(true, false);
+}
+
 function inputNode(node, name) {
   const slot = node.findInputSlot?.(name) ?? -1;
   return slot < 0 ? null : node.getInputNode(slot);
@@ -105,6 +122,7 @@ function applyPreset(node, name) {
   }
   widget(node, "preset").value = name;
   if (!changed) return;
+  syncInversionIters(node);
   redrawLabels(node.graph);
   if (node.graph) node.graph._version++;
   node.setDirtyCanvas?.(true, true);
@@ -205,20 +223,26 @@ app.registerExtension({
     const proto = nodeType.prototype;
     chain(proto, "onNodeCreated", function () {
       addPresetWidget(this);
-      if (SAMPLERS.has(id)) addCostWidget(this);
+      if (SAMPLERS.has(id)) {
+        addCostWidget(this);
+        syncInversionIters(this);
+      }
       const [w, h] = this.computeSize();
       const minWidth = SAMPLERS.has(id) ? MIN_WIDTH : 0;
       this.setSize([Math.max(this.size[0], w, minWidth), Math.max(this.size[1], h)]);
     });
     chain(proto, "onWidgetChanged", function (name) {
       if (name !== "preset") syncPreset(this);
+      if (name === "inversion") syncInversionIters(this);
       redrawLabels(this.graph);
     });
     chain(proto, "onConnectionsChange", function () {
+      syncInversionIters(this);
       redrawLabels(this.graph);
     });
     chain(proto, "onConfigure", function () {
       syncPreset(this);
+      syncInversionIters(this);
     });
     if (SAMPLERS.has(id)) {
       Object.defineProperty(proto, "w2sdCost", {

@@ -19,6 +19,7 @@ from typing import Any
 import pytest
 from browser.comfy_page import (
     add_node,
+    choose_menu_entry,
     clear,
     click_widget,
     connect,
@@ -231,6 +232,55 @@ def test_settings_the_server_refuses_are_flagged_on_the_label(app) -> None:  # t
     set_widget(app, k, "window", "steps")
     set_widget(app, k, "reflect_steps", 25)
     assert cost(app, k)["lines"][2] == "reflect_steps 25 > 19: refused"
+
+
+def iters_state(page: Any, node_id: int) -> dict[str, Any]:
+    """inversion_iters as the canvas last drew it: disabled (greyed, no number, ignores clicks) or not."""
+    page.evaluate("() => app.canvas.draw(true, true)")
+    return page.evaluate(
+        """(id) => {
+          const w = app.graph.getNodeById(id).widgets.find((x) => x.name === 'inversion_iters');
+          return { value: w.value, disabled: !!w.disabled, drawnDisabled: !!w.computedDisabled };
+        }""",
+        node_id,
+    )
+
+
+def test_inversion_iters_is_greyed_out_unless_the_inversion_is_fixed_point(app) -> None:  # type: ignore[no-untyped-def]
+    """explicit and reference inversions ignore inversion_iters (and the label counts none): the widget
+    must not look like refinements the user bought."""
+    k = add_node(app, "W2SDKSampler", (100, 150))
+    assert widgets(app, k)["inversion"] == "explicit"
+    assert iters_state(app, k) == {"value": 3, "disabled": True, "drawnDisabled": True}
+    click_widget(app, k, "inversion_iters", "right")  # a real click on a greyed-out widget does nothing
+    assert iters_state(app, k)["value"] == 3
+    assert cost(app, k)["lines"][0] == expected_cost(20)["line"]
+
+    click_widget(app, k, "inversion")  # the combo's own menu, as a user picks it
+    choose_menu_entry(app, "fixed_point")
+    assert widgets(app, k)["inversion"] == "fixed_point"
+    assert iters_state(app, k) == {"value": 3, "disabled": False, "drawnDisabled": False}
+    click_widget(app, k, "inversion_iters", "right")
+    assert iters_state(app, k)["value"] == 4
+    line = expected_cost(20, inversion="fixed_point", inversion_iters=4)["line"]
+    assert cost(app, k)["lines"][0] == line and line in drawn_texts(app)
+
+    set_widget(app, k, "inversion", "reference")
+    assert iters_state(app, k)["disabled"] is True
+    assert cost(app, k)["lines"][0] == expected_cost(20, inversion="reference", inversion_iters=4)["line"]
+
+    set_widget(app, k, "inversion", "fixed_point")
+    set_widget(app, k, "preset", "paper LoRA")  # a preset that sets explicit greys it out again
+    assert iters_state(app, k)["disabled"] is True
+
+    # A saved workflow opens with the widget in the state its inversion gives it.
+    g = add_node(app, "W2SDGuider", (500, 150))
+    set_widget(app, g, "inversion", "fixed_point")
+    workflow = serialize(app)
+    clear(app)
+    load_workflow(app, workflow)
+    assert iters_state(app, k)["disabled"] is True
+    assert iters_state(app, g) == {"value": 3, "disabled": False, "drawnDisabled": False}
 
 
 def test_nodes_2_0_label_and_preset_stay_live(app) -> None:  # type: ignore[no-untyped-def]
