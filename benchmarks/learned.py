@@ -1,0 +1,689 @@
+"""Does W2SD help a trained model? The paper's pairs in miniature, sampled through the real ComfyUI nodes.
+
+Models: tools/learned_models.py (ComfyUI checkpoints and a LoRA trained here on scikit-learn's 8x8
+digits; see there for how each pair's gap was made). Judges: benchmarks/judges.py (a classifier and a
+quality distance, trained on real digits with a held-out split). Every sample goes through the stock
+nodes a user wires: CheckpointLoaderSimple -> CLIPTextEncode -> EmptySD3LatentImage -> KSampler (stock)
+or W2SDKSampler + W2SDModelPair / W2SDLoraSplit / W2SDCFGGap (W2SD) -> VAEDecode, in-process.
+
+Rows per pair: stock; stock at W2SD's NFE (more steps); stock over a CFG sweep (its trade-off curve);
+W2SD with the pack's default window (percent 0..0.5, explicit inversion); W2SD on every step but the
+last (the official code); S2WD; Re-Sampling vanilla / aligned; equal_budget; fixed-point inversion 1 and
+3. Every figure carries a 95% bootstrap interval over the samples (each sample = its own seeded noise).
+
+    .venv/bin/python benchmarks/learned.py                       # the published run (writes results)
+    .venv/bin/python benchmarks/learned.py --quick               # 100 samples, euler, a few rows
+    .venv/bin/python benchmarks/learned.py --pairs cfg_gap --rows stock,w2sd,s2wd --samples 200
+    .venv/bin/python benchmarks/learned.py --stand-in --quick    # plumbing only: random-weight SD3 mini
+
+Writes benchmarks/results/learned.md (unless --no-write) and docs/images/learned.png.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+for _path in (ROOT / "tests", ROOT / "tools", ROOT / "benchmarks"):
+    if str(_path) not in sys.path:
+        sys.path.insert(0, str(_path))
+
+RESULTS = ROOT / "benchmarks" / "results" / "learned.md"
+FIGURE = ROOT / "docs" / "images" / "learned.png"
+SIZE = 64  # px: an 8x8 latent, one latent pixel per digit pixel
+STEPS = 20
+SCHEDULER = "simple"
+SAMPLERS = {  # name on the command line -> (sampler_name, scheduler)
+    "euler": ("euler", "simple"),
+    "dpmpp_2m_karras": ("dpmpp_2m", "karras"),
+    "dpmpp_2m_sde_karras": ("dpmpp_2m_sde", "karras"),
+    "uni_pc": ("uni_pc", "simple"),
+}
+BOOTSTRAP = 1000
+SEED = 1000
+
+
+# ---------------------------------------------------------------------------------------------------
+# Rows: what each one runs (stock KSampler or W2SD KSampler with reflection settings)
+# ---------------------------------------------------------------------------------------------------
+
+W2SD_DEFAULT = {
+    "mode": "W2SD", "window": "percent", "start_percent": 0.0, "end_percent": 0.5, "reflect_steps": -1,
+    "inversion": "explicit", "inversion_iters": 3, "equal_budget": False,
+}  # fmt: skip
+
+
+@dataclass(frozen=True)
+class Row:
+    name: str
+    label: str
+    reflection: dict[str, Any] | None = None  # None: stock KSampler
+    cfg: float | None = None  # stock: a cfg other than the pair's
+    steps: Callable[[int], int] | None = None  # stock: steps from T (equal NFE)
+
+
+def _w2sd(**changes: Any) -> dict[str, Any]:
+    return {**W2SD_DEFAULT, **changes}
+
+
+def default_lambda(steps: int) -> int:
+    """Reflected steps of the default window (percent 0..0.5; never the step into sigma 0)."""
+    return sum(1 for i in range(steps - 1) if i / steps < 0.5)
+
+
+ROWS: dict[str, Row] = {
+    r.name: r
+    for r in (
+        Row("stock", "stock KSampler"),
+        Row("stock_nfe", "stock, W2SD's NFE (more steps)", steps=lambda t: t + 2 * default_lambda(t)),
+        Row("w2sd", "W2SD, default window (0..0.5, explicit)", _w2sd()),
+        Row("w2sd_all", "W2SD, every step but the last (official code)", _w2sd(window="steps")),
+        Row("s2wd", "S2WD (roles swapped)", _w2sd(mode="S2WD (diagnosis)")),
+        Row("resample", "Re-Sampling (vanilla)", _w2sd(mode="Re-Sampling (vanilla)")),
+        Row("resample_aligned", "Re-Sampling (aligned)", _w2sd(mode="Re-Sampling (aligned)")),
+        Row("equal_budget", "W2SD equal_budget (NFE <= stock)", _w2sd(equal_budget=True)),
+        Row("fp1", "W2SD, fixed_point 1", _w2sd(inversion="fixed_point", inversion_iters=1)),
+        Row("fp3", "W2SD, fixed_point 3", _w2sd(inversion="fixed_point", inversion_iters=3)),
+    )
+}
+CFG_SWEEP = (1.0, 2.0, 3.0, 4.0, 5.5, 7.0, 9.0)
+QUICK_ROWS = ("stock", "stock_nfe", "w2sd", "s2wd")
+
+
+# ---------------------------------------------------------------------------------------------------
+# Pairs: how each of the paper's pair types is wired from the learned models
+# ---------------------------------------------------------------------------------------------------
+
+
+@dataclass
+class Job:
+    """One prompt of a pair: its conditionings, the W2SD pair made for it, the class it asks for."""
+
+    text: str
+    positive: Any
+    negative: Any
+    pair: Any
+    cls: int | None = None
+
+
+@dataclass
+class Setup:
+    """Everything one pair needs, as node outputs: the sampler's model, the stock model, the jobs."""
+
+    model: Any
+    stock_model: Any
+    vae: Any
+    cfg: float
+    jobs: list[Job]
+    """Sampled in equal shares (e.g. one per digit class)."""
+
+
+@dataclass
+class PairDef:
+    key: str
+    title: str
+    metric: str
+    """The judge metric W2SD should move (see Judge.summary)."""
+    higher_is_better: bool
+    build: Callable[[Session], Setup]
+    reference: str = ""
+    """What the target should be compared with (e.g. the data's share)."""
+
+
+@dataclass
+class Session:
+    """ComfyUI in-process with the learned models installed; node calls through `c.execute`."""
+
+    c: Any
+    names: Any  # the learned_models module (file-name constants, prompts)
+    _cache: dict[str, Any] = field(default_factory=dict)
+
+    def checkpoint(self, name: str) -> tuple[Any, Any, Any]:
+        if name not in self._cache:
+            self._cache[name] = self.c.execute("CheckpointLoaderSimple", ckpt_name=name)
+        return self._cache[name]
+
+    def encode(self, clip: Any, text: str) -> Any:
+        key = f"text:{id(clip)}:{text}"
+        if key not in self._cache:
+            self._cache[key] = self.c.execute("CLIPTextEncode", clip=clip, text=text)[0]
+        return self._cache[key]
+
+
+# ---------------------------------------------------------------------------------------------------
+# Sampling through the nodes
+# ---------------------------------------------------------------------------------------------------
+
+
+@dataclass
+class Run:
+    images: np.ndarray  # N, 64, 64, 3 float in [0, 1] (VAEDecode's IMAGE)
+    latents: np.ndarray  # N, 16, 8, 8: the sampler's raw LATENT
+    classes: np.ndarray  # N: the class each sample's prompt asked for (-1: none)
+    nfe: int  # model evaluations per sample (counted)
+    wall: float
+
+
+def count_nfe() -> Any:
+    """A context manager counting guider evaluations (perf.py's counters, shared with its tests)."""
+    import perf
+
+    return perf.instrument(perf.Counters())
+
+
+def sample_row(
+    s: Session, setup: Setup, row: Row, n: int, sampler: str, steps: int, batch: int, seed: int
+) -> Run:
+    import torch
+
+    sampler_name, scheduler = SAMPLERS[sampler]
+    per_job = [n // len(setup.jobs) + (1 if i < n % len(setup.jobs) else 0) for i in range(len(setup.jobs))]
+    images, latents, classes, nfe, calls = [], [], [], 0, 0
+    start = time.perf_counter()
+    with torch.inference_mode():  # as ComfyUI's executor runs every node
+        for j, (job, count) in enumerate(zip(setup.jobs, per_job, strict=True)):
+            for k in range(0, count, batch):
+                size = min(batch, count - k)
+                # Fixed seeds: one per (job, chunk), the same for every row and sampler.
+                chunk_seed = seed + 1000 * j + k
+                latent = s.c.execute("EmptySD3LatentImage", width=SIZE, height=SIZE, batch_size=size)[0]
+                common = dict(
+                    seed=chunk_seed, sampler_name=sampler_name, scheduler=scheduler, positive=job.positive,
+                    negative=job.negative, latent_image=latent, denoise=1.0,
+                )  # fmt: skip
+                with count_nfe() as counters:
+                    if row.reflection is None:
+                        out = s.c.execute(
+                            "KSampler", model=setup.stock_model, steps=row.steps(steps) if row.steps else steps,
+                            cfg=setup.cfg if row.cfg is None else row.cfg, **common,
+                        )[0]  # fmt: skip
+                    else:
+                        out = s.c.execute(
+                            "W2SDKSampler", model=setup.model, steps=steps, cfg=setup.cfg, pair=job.pair,
+                            **row.reflection, **common,
+                        )[0]  # fmt: skip
+                nfe += counters.total_nfe
+                calls += 1
+                decoded = s.c.execute("VAEDecode", samples=out, vae=setup.vae)[0]
+                images.append(decoded.float().clamp(0, 1).numpy())
+                latents.append(out["samples"].float().numpy())
+                classes.extend([-1 if job.cls is None else job.cls] * size)
+    return Run(
+        np.concatenate(images), np.concatenate(latents), np.array(classes), nfe // max(calls, 1),
+        time.perf_counter() - start,
+    )  # fmt: skip
+
+
+# ---------------------------------------------------------------------------------------------------
+# Judging and intervals
+# ---------------------------------------------------------------------------------------------------
+
+
+@dataclass
+class Figure:
+    value: float
+    low: float
+    high: float
+
+    def text(self, digits: int = 3) -> str:
+        return f"{self.value:.{digits}f} [{self.low:.{digits}f}, {self.high:.{digits}f}]"
+
+
+def bootstrap(stat: Callable[[np.ndarray], float], n: int, rounds: int, seed: int = 0) -> Figure:
+    """The statistic on all n samples and its 95% percentile interval over resampled sample sets."""
+    rng = np.random.default_rng(seed)
+    values = [stat(rng.integers(0, n, n)) for _ in range(rounds)]
+    low, high = np.percentile(values, [2.5, 97.5])
+    return Figure(float(stat(np.arange(n))), float(low), float(high))
+
+
+QUALITY = ("frechet", "nn_distance", "out_of_range")
+"""Quality figures of every row (lower is better): Frechet distance of the classifier's features to held-out
+real digits, mean pixel distance to the nearest held-out digit, share of decoded pixels outside [0, 1]."""
+
+
+class Judge:
+    """Metrics of a set of samples (benchmarks/judges.py), each with a bootstrap interval over the samples."""
+
+    def __init__(self, stand_in: bool, minority: int = 0) -> None:
+        self.stand_in, self.minority = stand_in, minority
+        import judges
+
+        self.j = judges
+
+    def per_sample(self, run: Run) -> dict[str, np.ndarray]:
+        digits = self.j.image_to_digit(run.images)
+        if self.stand_in:
+            raw = digits  # the random-weight fixture's VAE is not the digit VAE
+        else:
+            import learned_models
+
+            raw = learned_models.latent_to_digit(run.latents)
+        tol = 0.05
+        return {
+            "digits": digits,
+            "pred": self.j.predict(digits),
+            "nn_distance": np.array([self.j.nearest_neighbour_distance(d[None]) for d in digits]),
+            "out_of_range": ((raw < -tol) | (raw > 1 + tol)).reshape(len(raw), -1).mean(1),
+        }
+
+    def stat(
+        self, metric: str, v: dict[str, np.ndarray], classes: np.ndarray
+    ) -> Callable[[np.ndarray], float]:
+        if metric == "minority_share":
+            hits = (v["pred"] == self.minority).astype(float)
+            return lambda idx: float(hits[idx].mean())
+        if metric == "prompt_accuracy":
+            hits = (v["pred"] == classes).astype(float)
+            return lambda idx: float(hits[idx].mean())
+        if metric == "frechet":
+            return lambda idx: self.j.frechet_distance(v["digits"][idx])
+        if metric in ("nn_distance", "out_of_range"):
+            arr = v[metric]
+            return lambda idx: float(arr[idx].mean())
+        raise ValueError(
+            f"metric={metric!r} is not one of minority_share, prompt_accuracy, {', '.join(QUALITY)}"
+        )
+
+    def figures(
+        self, metrics: list[str], run: Run, rounds: int
+    ) -> tuple[dict[str, Figure], dict[str, Callable[[np.ndarray], float]]]:
+        """Each metric with its interval, and the statistic functions (for paired differences)."""
+        v = self.per_sample(run)
+        stats = {m: self.stat(m, v, run.classes) for m in metrics}
+        return {m: bootstrap(f, len(run.images), rounds) for m, f in stats.items()}, stats
+
+
+def paired_difference(
+    a: Callable[[np.ndarray], float], b: Callable[[np.ndarray], float], n: int, rounds: int
+) -> Figure:
+    """a - b over the same resampled sample indices: rows sampled from the same seeds are paired (sample i
+    of both starts from the same noise), so the interval of the difference is far tighter than either's."""
+    return bootstrap(lambda idx: a(idx) - b(idx), n, rounds, seed=1)
+
+
+# ---------------------------------------------------------------------------------------------------
+# The benchmark
+# ---------------------------------------------------------------------------------------------------
+
+
+@dataclass
+class Result:
+    pair: str
+    sampler: str
+    row: str
+    label: str
+    nfe: int
+    n: int
+    wall: float
+    figures: dict[str, Figure]
+    images: np.ndarray  # the first few samples, for the figure
+
+    @property
+    def target(self) -> Figure:
+        return self.figures[self.metric]
+
+    @property
+    def quality(self) -> Figure:
+        return self.figures["frechet"]
+
+    metric: str = ""
+    stats: dict[str, Callable[[np.ndarray], float]] = field(default_factory=dict)
+    delta: dict[str, Figure] = field(default_factory=dict)
+    """Paired differences to the stock row of the same pair and sampler (same seeds)."""
+
+
+def start_session(stand_in: bool) -> Session:
+    from comfy_inprocess import start_inprocess
+    from comfy_server import comfyui_dir
+
+    base = Path(tempfile.mkdtemp(prefix="w2sd-learned-"))
+    source = comfyui_dir()
+    if stand_in:
+        from fixtures.checkpoints import install_fixtures
+
+        models = install_fixtures(base, source)
+        names = None
+    else:
+        import learned_models
+
+        models = learned_models.install_learned_models(base, source)
+        names = learned_models
+    c = start_inprocess(base, models)
+    c.load_pack()
+    import comfy.utils
+
+    comfy.utils.PROGRESS_BAR_ENABLED = False
+    return Session(c, names)
+
+
+def run_benchmark(
+    s: Session, judge: Judge, pairs: list[PairDef], rows: list[str], samplers: list[str], n: int,
+    steps: int, batch: int, rounds: int, cfg_sweep: tuple[float, ...], log: Callable[[str], None] = print,
+) -> list[Result]:  # fmt: skip
+    import torch
+
+    results = []
+    for pair in pairs:
+        with torch.inference_mode():
+            setup = pair.build(s)
+        for sampler in samplers:
+            plan = [ROWS[r] for r in rows if r in ROWS]
+            if "cfg_sweep" in rows:
+                plan += [
+                    Row(f"cfg_{cfg:g}", f"stock cfg {cfg:g}", cfg=cfg)
+                    for cfg in cfg_sweep
+                    if cfg != setup.cfg
+                ]
+            for row in plan:
+                run = sample_row(s, setup, row, n, sampler, steps, batch, SEED)
+                figs, stats = judge.figures([pair.metric, *QUALITY], run, rounds)
+                result = Result(
+                    pair.key, sampler, row.name, row.label, run.nfe, len(run.images), run.wall, figs,
+                    run.images[:36], pair.metric, stats,
+                )  # fmt: skip
+                stock = next(
+                    (r for r in results if (r.pair, r.sampler, r.row) == (pair.key, sampler, "stock")), None
+                )
+                if stock is not None and stock.n == result.n:
+                    for m in (pair.metric, "frechet"):
+                        result.delta[m] = paired_difference(stats[m], stock.stats[m], result.n, rounds)
+                results.append(result)
+                log(
+                    f"{pair.key:12s} {sampler:20s} {row.name:16s} NFE {run.nfe:3d}  {pair.metric} "
+                    f"{result.target.text()}  frechet {result.quality.text(2)}  ({run.wall:.1f} s, n={result.n})"
+                )
+    return results
+
+
+def verdict(pair: PairDef, results: list[Result], sampler: str) -> str:
+    """Is W2SD (default window) beyond every stock row's trade-off (target and quality together)?"""
+    by_row = {r.row: r for r in results if r.pair == pair.key and r.sampler == sampler}
+    w = by_row.get("w2sd")
+    stock = [
+        r for name, r in by_row.items() if name == "stock" or name == "stock_nfe" or name.startswith("cfg_")
+    ]
+    if w is None or not stock:
+        return "not measured"
+    sign = 1 if pair.higher_is_better else -1
+    # Quality: lower distance is better.
+    dominated = [
+        r
+        for r in stock
+        if sign * r.target.value >= sign * w.target.value and r.quality.value <= w.quality.value
+    ]
+    base = by_row.get("stock")
+    gain = "" if base is None else f" (target {base.target.value:.3f} -> {w.target.value:.3f})"
+    if dominated:
+        names = ", ".join(r.label for r in dominated)
+        return f"NO: {names} reaches W2SD's target at equal or better quality{gain}"
+    return f"yes: no stock row (cfg sweep, equal NFE) reaches W2SD's target at its quality{gain}"
+
+
+def markdown(pairs: list[PairDef], results: list[Result], meta: list[str]) -> str:
+    lines = ["# W2SD on trained models: the paper's pairs in miniature, through the nodes", ""]
+    lines += [f"- {m}" for m in meta] + [""]
+    for pair in pairs:
+        for sampler in dict.fromkeys(r.sampler for r in results if r.pair == pair.key):
+            lines += [f"## {pair.title} ({sampler})", ""]
+            lines += [
+                f"Target: `{pair.metric}` ({'higher' if pair.higher_is_better else 'lower'} is better"
+                f"{'; ' + pair.reference if pair.reference else ''}). Quality, lower is better: `frechet` "
+                "(classifier features vs held-out real digits), `nn_distance` (pixels to the nearest held-out "
+                "digit), `out_of_range` (share of decoded pixels outside [0, 1]). [95% bootstrap interval].",
+                "",
+                f"| row | NFE | {pair.metric} | vs stock (paired) | frechet | vs stock (paired) | nn_distance "
+                "| out_of_range | n | wall s |",
+                "|---|---|---|---|---|---|---|---|---|---|",
+            ]
+            for r in results:
+                if r.pair == pair.key and r.sampler == sampler:
+                    f = r.figures
+                    lines.append(
+                        f"| {r.label} | {r.nfe} | {r.target.text()} | {_delta(r, r.metric, 3)} | "
+                        f"{f['frechet'].text(2)} | {_delta(r, 'frechet', 2)} | "
+                        f"{f['nn_distance'].text(3)} | {f['out_of_range'].text(3)} | {r.n} | {r.wall:.0f} |"
+                    )
+            lines += ["", f"Beyond stock's trade-off? {verdict(pair, results, sampler)}", ""]
+    return "\n".join(lines) + "\n"
+
+
+def _delta(r: Result, metric: str, digits: int) -> str:
+    d = r.delta.get(metric)
+    return "" if d is None else f"{d.value:+.{digits}f} [{d.low:+.{digits}f}, {d.high:+.{digits}f}]"
+
+
+def figure(pairs: list[PairDef], results: list[Result], sampler: str, path: Path, grid: int = 4) -> None:
+    """Decoded samples stock | W2SD | S2WD per pair, the target metric under each column."""
+    from PIL import Image, ImageDraw, ImageFont
+
+    cols = ("stock", "w2sd", "s2wd")
+    tile, pad, label_w, text_h = 64 * grid // 2, 10, 150, 34
+    rows = [p for p in pairs if any(r.pair == p.key and r.sampler == sampler for r in results)]
+    sheet = Image.new("RGB", (label_w + 3 * (tile + pad), 24 + len(rows) * (tile + text_h + pad)), "white")
+    draw = ImageDraw.Draw(sheet)
+    try:
+        font = ImageFont.load_default(size=13)
+    except TypeError:
+        font = ImageFont.load_default()
+    for c, name in enumerate(("stock", "W2SD", "S2WD")):
+        draw.text((label_w + c * (tile + pad) + tile // 2, 12), name, fill="black", font=font, anchor="mm")
+    for r, pair in enumerate(rows):
+        y = 24 + r * (tile + text_h + pad)
+        draw.text((6, y + tile // 2), pair.title, fill="black", font=font, anchor="lm")
+        by_row = {x.row: x for x in results if x.pair == pair.key and x.sampler == sampler}
+        for c, col in enumerate(cols):
+            res = by_row.get(col)
+            if res is None:
+                continue
+            x = label_w + c * (tile + pad)
+            imgs = res.images[: grid * grid]
+            g = np.ones((grid * 64, grid * 64, 3), dtype=np.float32)
+            for i, im in enumerate(imgs):
+                g[(i // grid) * 64 : (i // grid + 1) * 64, (i % grid) * 64 : (i % grid + 1) * 64] = im
+            tile_img = Image.fromarray((g * 255).round().astype(np.uint8)).resize((tile, tile), Image.NEAREST)
+            sheet.paste(tile_img, (x, y))
+            draw.text(
+                (x + tile // 2, y + tile + 4),
+                f"{pair.metric} {res.target.value:.2f}\n[{res.target.low:.2f}, {res.target.high:.2f}]",
+                fill="black", font=font, anchor="ma", align="center",
+            )  # fmt: skip
+    path.parent.mkdir(parents=True, exist_ok=True)
+    sheet.save(path)
+
+
+# ---------------------------------------------------------------------------------------------------
+# Pair definitions
+# ---------------------------------------------------------------------------------------------------
+
+
+def _stand_in_cfg_gap(s: Session) -> Setup:
+    from fixtures.checkpoints import SD3_MINI
+
+    model, clip, vae = s.checkpoint(SD3_MINI)
+    pair = s.c.execute("W2SDCFGGap", strong_cfg=3.0, weak_cfg=0.0)[0]
+    jobs = [Job(f"a handwritten digit {k}", s.encode(clip, f"a handwritten digit {k}"), s.encode(clip, ""), pair, k)
+            for k in range(10)]  # fmt: skip
+    return Setup(model, model, vae, 1.0, jobs)
+
+
+STAND_IN_PAIRS = [
+    PairDef("cfg", "CFG gap (stand-in: random weights)", "prompt_accuracy", True, _stand_in_cfg_gap)
+]
+
+
+def learned_pairs() -> list[PairDef]:
+    """The paper's pair types on the learned models (tools/learned_models.py: PAIRS)."""
+    import learned_models as lm
+
+    spec = lm.PAIRS
+
+    def lora_split(s: Session, key: str) -> tuple[Any, Any, Any, Any, Any]:
+        base, clip, vae = s.checkpoint(spec[key]["checkpoint"])
+        sc = spec[key]["scales"]
+        model, pair, _ = s.c.execute(
+            "W2SDLoraSplit", model=base, lora_name=spec[key]["lora"], main_scale=sc["main"],
+            strong_scale=sc["strong"], weak_scale=sc["weak"],
+        )  # fmt: skip
+        stock = s.c.execute(
+            "LoraLoaderModelOnly", model=base, lora_name=spec[key]["lora"], strength_model=sc["main"]
+        )[0]
+        return model, stock, clip, vae, pair
+
+    def checkpoints(s: Session) -> Setup:
+        p = spec["checkpoints"]
+        strong, clip, vae = s.checkpoint(p["strong"])
+        weak = s.checkpoint(p["weak"])[0]
+        pair = s.c.execute("W2SDModelPair", strong_model=strong, weak_model=weak)[0]
+        job = Job(p["positive"], s.encode(clip, p["positive"]), s.encode(clip, p["negative"]), pair)
+        return Setup(strong, strong, vae, p["cfg"], [job])
+
+    def lora(s: Session) -> Setup:
+        p = spec["lora"]
+        model, stock, clip, vae, pair = lora_split(s, "lora")
+        job = Job(p["positive"], s.encode(clip, p["positive"]), s.encode(clip, p["negative"]), pair)
+        return Setup(model, stock, vae, p["cfg"], [job])
+
+    def class_jobs(s: Session, clip: Any, negative: str, pair_of: Callable[[int], Any]) -> list[Job]:
+        neg = s.encode(clip, negative)
+        return [Job(lm.prompt(k), s.encode(clip, lm.prompt(k)), neg, pair_of(k), k) for k in range(10)]
+
+    def cfg(s: Session) -> Setup:
+        p = spec["cfg"]
+        model, clip, vae = s.checkpoint(p["checkpoint"])
+        pair = s.c.execute("W2SDCFGGap", strong_cfg=p["strong_cfg"], weak_cfg=p["weak_cfg"])[0]
+        return Setup(model, model, vae, p["cfg"], class_jobs(s, clip, p["negative"], lambda k: pair))
+
+    def prompt(s: Session) -> Setup:
+        p = spec["prompt"]
+        model, clip, vae = s.checkpoint(p["checkpoint"])
+        raw = s.encode(clip, p["weak_positive"])
+
+        def pair_of(k: int) -> Any:
+            return s.c.execute(
+                "W2SDModelPair", strong_positive=s.encode(clip, lm.prompt(k)), weak_positive=raw
+            )[0]
+
+        return Setup(model, model, vae, p["cfg"], class_jobs(s, clip, p["negative"], pair_of))
+
+    def lora_cfg(s: Session) -> Setup:
+        p = spec["lora_cfg"]
+        model, stock, clip, vae, lora_pair = lora_split(s, "lora_cfg")
+        pair = s.c.execute("W2SDCFGGap", strong_cfg=p["strong_cfg"], weak_cfg=p["weak_cfg"], pair=lora_pair)[
+            0
+        ]
+        return Setup(model, stock, vae, p["cfg"], class_jobs(s, clip, p["negative"], lambda k: pair))
+
+    builders = {"checkpoints": checkpoints, "lora": lora, "cfg": cfg, "prompt": prompt, "lora_cfg": lora_cfg}
+    titles = {
+        "checkpoints": "Two checkpoints (class ratio)",
+        "lora": "LoRA +1.5 / -1.5",
+        "cfg": f"CFG gap {spec['cfg']['strong_cfg']:g} / {spec['cfg']['weak_cfg']:g}",
+        "prompt": "Refined vs raw prompt",
+        "lora_cfg": "LoRA + CFG gap",
+    }
+    defs = []
+    for key, build in builders.items():
+        if key not in spec:
+            continue
+        reference = ""
+        if spec[key]["metric"] == "minority_share":
+            reference = (
+                f"digit {spec[key]['minority']}; the data's share: {data_share(spec[key]['minority']):.3f}"
+            )
+        defs.append(PairDef(key, titles[key], spec[key]["metric"], True, build, reference))
+    return defs
+
+
+def data_share(k: int) -> float:
+    """Share of digit k among the held-out real digits, as the classifier sees them."""
+    import judges
+
+    return float(judges.class_shares(judges.load_digits().test_x)[k])
+
+
+def machine() -> str:
+    import torch
+
+    cpu = platform.processor() or platform.machine()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    return (
+        f"{cpu}, {os.cpu_count()} cores, torch {torch.__version__} ({torch.get_num_threads()} threads), CPU"
+    )
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--pairs", default="all", help="comma list of pair keys, or all")
+    p.add_argument("--rows", default="all", help=f"comma list of {', '.join(ROWS)}, cfg_sweep; or all")
+    p.add_argument("--samplers", default="euler", help=f"comma list of {', '.join(SAMPLERS)}; or all")
+    p.add_argument("--samples", type=int, default=500, help="samples per row (default 500)")
+    p.add_argument("--steps", type=int, default=STEPS)
+    p.add_argument("--batch", type=int, default=250, help="samples per node call")
+    p.add_argument("--bootstrap", type=int, default=BOOTSTRAP, help="bootstrap rounds per figure")
+    p.add_argument("--threads", type=int, default=1)
+    p.add_argument("--quick", action="store_true", help=f"100 samples, rows {', '.join(QUICK_ROWS)}")
+    p.add_argument("--stand-in", action="store_true", help="random-weight SD3 fixture: plumbing only")
+    p.add_argument("--no-write", action="store_true", help="print only; leave results/ and docs/ alone")
+    args = p.parse_args(argv)
+
+    import torch
+
+    torch.set_num_threads(args.threads)
+    if args.quick:
+        args.samples, args.rows = min(args.samples, 100), ",".join(QUICK_ROWS)
+    rows = list(ROWS) + ["cfg_sweep"] if args.rows == "all" else args.rows.split(",")
+    unknown = [r for r in rows if r not in ROWS and r != "cfg_sweep"]
+    if unknown:
+        p.error(f"--rows: {', '.join(unknown)} unknown (allowed: {', '.join(ROWS)}, cfg_sweep)")
+    samplers = list(SAMPLERS) if args.samplers == "all" else args.samplers.split(",")
+    if bad := [x for x in samplers if x not in SAMPLERS]:
+        p.error(f"--samplers: {', '.join(bad)} unknown (allowed: {', '.join(SAMPLERS)})")
+
+    s = start_session(args.stand_in)
+    all_pairs = STAND_IN_PAIRS if args.stand_in else learned_pairs()
+    keys = [x.key for x in all_pairs] if args.pairs == "all" else args.pairs.split(",")
+    if bad := [k for k in keys if k not in {x.key for x in all_pairs}]:
+        p.error(f"--pairs: {', '.join(bad)} unknown (allowed: {', '.join(x.key for x in all_pairs)})")
+    pairs = [x for x in all_pairs if x.key in keys]
+    judge = Judge(args.stand_in, 0 if args.stand_in else __import__("learned_models").MINORITY)
+    start = time.perf_counter()
+    results = run_benchmark(
+        s, judge, pairs, rows, samplers, args.samples, args.steps, args.batch, args.bootstrap, CFG_SWEEP
+    )
+    wall = time.perf_counter() - start
+    meta = [
+        f"Run {datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC, {wall / 60:.1f} min: {machine()}",
+        f"{args.steps} steps, {SIZE} px (8x8 latents), {args.samples} samples per row from fixed seeds, "
+        f"{args.bootstrap} bootstrap rounds; command: `benchmarks/learned.py {' '.join(argv or sys.argv[1:])}`",
+    ]
+    text = markdown(pairs, results, meta)
+    print(text)
+    if not args.no_write:
+        RESULTS.parent.mkdir(parents=True, exist_ok=True)
+        RESULTS.write_text(text)
+        figure(pairs, results, samplers[0], FIGURE)
+        print(f"wrote {RESULTS.relative_to(ROOT)} and {FIGURE.relative_to(ROOT)}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
