@@ -1,6 +1,6 @@
 // Preset table for the frontend-only `preset` combo on W2SD nodes. Pure data (no DOM): a preset sets
 // only the widgets a node has; `scheduler` is set only if the choice exists in that node's list.
-// Sources: ../shared/ALGORITHM.md (what the paper's text says vs. what the official code runs) and
+// Sources: docs/ALGORITHM.md (what the paper's text says vs. what the official code runs) and
 // the paper, arXiv 2502.00473 (Sec. 4, Appendix, Fig. 13, Table 7).
 
 const PAPER_WINDOW = { mode: "W2SD", window: "steps", reflect_steps: -1, inversion: "explicit", equal_budget: false };
@@ -15,14 +15,14 @@ export const PRESETS = {
       help: "Paper text (LoRA pair): lambda = T-1, explicit inversion, regular-step cfg 5.5; side cfg 1.0 / 1.0 on the pair.",
     },
     {
-      // ALGORITHM.md "What the official code actually runs" (w2sd_lora.py): 50 DDIM "leading" steps
+      // docs/ALGORITHM.md "What the official code actually runs" (w2sd_lora.py): 50 DDIM "leading" steps
       // (ComfyUI ddim_uniform), lambda = T-1, CFG 5.5 regular step.
       name: "official code",
       values: { ...PAPER_WINDOW, steps: 50, scheduler: "ddim_uniform", cfg: 5.5 },
       help: "Official code (w2sd_lora.py): 50 ddim_uniform steps, lambda = T-1, cfg 5.5; pair: LoRA split 0.8 / +1.5 / -1.5 + CFG gap 5.5 / 1.0.",
     },
     {
-      // ALGORITHM.md pair table, "condition: CFG (= Z-Sampling)": W2SD with the CFG gap pair, every step.
+      // docs/ALGORITHM.md pair table, "condition: CFG (= Z-Sampling)": W2SD with the CFG gap pair, every step.
       name: "Z-Sampling",
       values: { ...PAPER_WINDOW, cfg: 5.5 },
       help: "Z-Sampling (CFG gap as the pair): lambda = T-1, cfg 5.5; pair: CFG gap 5.5 / 0.",
@@ -34,14 +34,14 @@ export const PRESETS = {
       help: "Paper text (ControlNet on the strong side): lambda = T-1, cfg 5.5; side cfg 0.5 / 0.5 on the pair.",
     },
     {
-      // Paper Fig. 13 / ALGORITHM.md "Cost and the equal-budget setting": floor(T/2) steps, floor(T/4) reflected.
+      // Paper Fig. 13 / docs/ALGORITHM.md "Cost and the equal-budget setting": floor(T/2) steps, floor(T/4) reflected.
       name: "equal budget",
       values: { equal_budget: true },
       only: ["W2SDKSampler"],
       help: "Paper Fig. 13: no more NFE than stock `steps` (floor(T/2) steps, first floor(T/4) reflected). KSampler only.",
     },
     {
-      // ALGORITHM.md "Choosing the window (measured, beyond the paper)": reflect the first half only.
+      // docs/ALGORITHM.md "Choosing the window (measured, beyond the paper)": reflect the first half only.
       name: "measured default",
       values: { mode: "W2SD", window: "percent", start_percent: 0.0, end_percent: 0.5, inversion: "explicit", equal_budget: false },
       help: "Measured (beyond the paper): reflect the first half of the steps; late reflections wreck fine detail.",
@@ -49,13 +49,13 @@ export const PRESETS = {
   ],
   W2SDLoraSplit: [
     {
-      // ALGORITHM.md "What the official code actually runs": LoRA 0.8 regular, +1.5 strong, -1.5 weak.
+      // docs/ALGORITHM.md "What the official code actually runs": LoRA 0.8 regular, +1.5 strong, -1.5 weak.
       name: "official code",
       values: { main_scale: 0.8, strong_scale: 1.5, weak_scale: -1.5 },
       help: "Official code (w2sd_lora.py): main 0.8, strong +1.5, weak -1.5.",
     },
     {
-      // ALGORITHM.md pair table, "weight: LoRA": the paper's text uses +0.8 / -1.5.
+      // docs/ALGORITHM.md pair table, "weight: LoRA": the paper's text uses +0.8 / -1.5.
       name: "paper text",
       values: { main_scale: 0.8, strong_scale: 0.8, weak_scale: -1.5 },
       help: "Paper text (Table 7): strong +0.8, weak -1.5, main 0.8.",
@@ -63,13 +63,13 @@ export const PRESETS = {
   ],
   W2SDCFGGap: [
     {
-      // ALGORITHM.md pair table, "condition: CFG (= Z-Sampling)": 5.5 vs 0 (unconditional).
+      // docs/ALGORITHM.md pair table, "condition: CFG (= Z-Sampling)": 5.5 vs 0 (unconditional).
       name: "Z-Sampling",
       values: { strong_cfg: 5.5, weak_cfg: 0.0 },
       help: "Z-Sampling: strong cfg 5.5, weak cfg 0 (unconditional, one pass).",
     },
     {
-      // ALGORITHM.md "What the official code actually runs": strong CFG 5.5, weak inversion CFG 1.0.
+      // docs/ALGORITHM.md "What the official code actually runs": strong CFG 5.5, weak inversion CFG 1.0.
       // (The paper's text, 1.0 / 1.0 on both sides, is no gap: it belongs on the model pair.)
       name: "official LoRA code",
       values: { strong_cfg: 5.5, weak_cfg: 1.0 },
@@ -78,7 +78,7 @@ export const PRESETS = {
   ],
   W2SDModelPair: [
     {
-      // ALGORITHM.md "What the official code actually runs", last bullet: paper text, weight-difference runs.
+      // docs/ALGORITHM.md "What the official code actually runs", last bullet: paper text, weight-difference runs.
       name: "paper text: weights",
       values: { strong_cfg: 1.0, weak_cfg: 1.0 },
       help: "Paper text (weight difference): both sides at cfg 1.0 during reflections.",

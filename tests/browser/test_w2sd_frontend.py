@@ -1,6 +1,6 @@
 """The W2SD frontend (js/) in real Chromium against a real ComfyUI server with the pack loaded.
 
-Covers the cost label (numbers checked against the formula below, written from ../shared/ALGORITHM.md
+Covers the cost label (numbers checked against the formula below, written from docs/ALGORITHM.md
 independently of js/cost.js), the preset combos, real clicks and hovers on the canvas, that no
 frontend-only widget reaches the API prompt or the saved workflow, and a screenshot to look at.
 
@@ -39,7 +39,7 @@ FRONTEND_ONLY = ("preset", "w2sd_cost")
 WIDGET_TYPES = {"INT", "FLOAT", "STRING", "BOOLEAN", "COMBO"}
 
 
-# --- the cost formula (ALGORITHM.md "Cost and the equal-budget setting"; nodes/reflection_inputs.py) -----
+# --- the cost formula (docs/ALGORITHM.md "Cost and the equal-budget setting"; nodes/reflection_inputs.py) -----
 
 
 def expected_cost(
@@ -315,7 +315,7 @@ def test_nodes_2_0_label_and_preset_stay_live(app) -> None:  # type: ignore[no-u
 
 # --- presets --------------------------------------------------------------------------------------------
 
-# What each preset must set (the issue; ALGORITHM.md for the pair values). Widgets not named keep their value.
+# What each preset must set (the issue; docs/ALGORITHM.md for the pair values). Widgets not named keep their value.
 PAPER = {
     "mode": "W2SD",
     "window": "steps",

@@ -82,7 +82,7 @@ def karras_sigmas(n: int, sigma_min: float = 0.002, sigma_max: float = 20.0, rho
     return torch.cat([sigmas, sigmas.new_zeros([1])])
 
 
-# The paper's 1-D setting (Sec. 3.2, Fig. 4) as measured in ALGORITHM.md: modes at -4 and +4, std 0.5.
+# The paper's 1-D setting (Sec. 3.2, Fig. 4) as measured in docs/ALGORITHM.md: modes at -4 and +4, std 0.5.
 ONE_D_MEANS = [-4.0, 4.0]
 ONE_D_STD = 0.5
 

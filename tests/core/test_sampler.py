@@ -1,7 +1,7 @@
 """sample_w2sd on the paper's 1-D experiment (arXiv 2502.00473, Sec. 3.2, Fig. 4) with exact denoisers.
 
 Modes at -4 and +4, std 0.5; the ideal data is 50/50, the strong model saw 30% left samples, the weak
-one 5%. T = 50 Karras steps up to sigma 20, a fixed seed. Measured (ALGORITHM.md): left fraction strong
+one 5%. T = 50 Karras steps up to sigma 20, a fixed seed. Measured (docs/ALGORITHM.md): left fraction strong
 ~0.33, weak ~0.07, ideal ~0.51, W2SD ~0.56, S2WD ~0.05.
 """
 
@@ -66,7 +66,7 @@ def test_no_reflection_is_plain_euler_bit_for_bit() -> None:
 
 def test_same_model_with_exact_inversion_is_the_plain_sampler() -> None:
     # strong == weak: each reflection is the identity up to inversion error; 10 fixed-point
-    # refinements make that error negligible (ALGORITHM.md: median 7e-12 after 10).
+    # refinements make that error negligible (docs/ALGORITHM.md: median 7e-12 after 10).
     x = initial_noise(2000, seed=1)
     plain = sample_w2sd(x, SIGMAS, STRONG, STRONG, reflect_steps=0)
     refined = sample_w2sd(x, SIGMAS, STRONG, STRONG, inversion_iters=10)
