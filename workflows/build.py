@@ -25,7 +25,7 @@ HERE = Path(__file__).resolve().parent
 REPO = HERE.parent
 sys.path[:0] = [str(REPO / "tests"), str(REPO / "tools")]
 
-from browser.comfy_page import open_app, set_widget  # noqa: E402
+from browser.comfy_page import clear, open_app, set_widget  # noqa: E402
 from comfy_server import ComfyServer  # noqa: E402
 from conftest import CHROMIUM, CHROMIUM_FLAGS  # noqa: E402
 
@@ -598,6 +598,54 @@ CAPTION = """(text) => {
 }"""
 CAPTION_HEIGHT = 80
 
+# The view a workflow opens with (extra.ds): the whole graph in a 1280 x 800 browser window, clear of the
+# frontend's side bar (59 px wide on frontends 1.32 and 1.47) and top bar (78 px on 1.32, 38 px on 1.47).
+# Fixed: it does not follow the window, so it is sized for a small one. tests/browser/
+# test_workflows_browser.py checks it in Chromium on each tested frontend.
+USER_WINDOW = (1280, 800)
+USER_CHROME = {"left": 60, "top": 80}
+USER_MARGIN = 16
+
+GRAPH_BOUNDS = """() => {
+  const boxes = app.graph._nodes.map((n) => n.getBounding());
+  return [Math.min(...boxes.map((b) => b[0])), Math.min(...boxes.map((b) => b[1])),
+    Math.max(...boxes.map((b) => b[0] + b[2])), Math.max(...boxes.map((b) => b[1] + b[3]))];
+}"""
+
+
+def user_view(bounds: list[float]) -> dict[str, Any]:
+    """extra.ds that shows `bounds` (graph units: x0, y0, x1, y1) inside USER_WINDOW's free area."""
+    x0, y0, x1, y1 = bounds
+    left, top = USER_CHROME["left"] + USER_MARGIN, USER_CHROME["top"] + USER_MARGIN
+    width, height = USER_WINDOW[0] - left - USER_MARGIN, USER_WINDOW[1] - top - USER_MARGIN
+    scale = min(1.0, width / (x1 - x0), height / (y1 - y0))
+    return {"scale": round(scale, 4), "offset": [round(left / scale - x0, 2), round(top / scale - y0, 2)]}
+
+
+# Widgets that name a file the user must have, and where ComfyUI looks for it.
+MODEL_FOLDERS = {"ckpt_name": "checkpoints", "lora_name": "loras", "control_net_name": "controlnet"}
+
+MODEL_FILES = """(folders) => app.graph._nodes.flatMap((n) => (n.widgets ?? [])
+  .filter((w) => w.name in folders)
+  .map((w) => ({ title: n.title, widget: w.name, file: w.value, folder: folders[w.name] })))"""
+
+
+def name_the_files(page: Any, graph: Graph) -> None:
+    """Add to the workflow's note the model files it names: frontend 1.47 marks a loader whose file the
+    user lacks as an error, and the user has to know what to pick instead."""
+    files = page.evaluate(MODEL_FILES, MODEL_FOLDERS)
+    note = page.evaluate("() => app.graph._nodes.find((n) => n.type === 'Note')?.id ?? null")
+    if note is None or not files:
+        raise ValueError("every workflow has a note and at least one model file")
+    lines = [f"- {f['title']}: {f['file']} (models/{f['folder']})" for f in files]
+    text = page.evaluate("(id) => app.graph.getNodeById(id).widgets[0].value", note)
+    set_widget(
+        page, note, "text",
+        text + "\n\nModel files it names (pick your own in each loader; one you do not have is marked red "
+        "and the workflow does not run):\n" + "\n".join(lines),
+    )  # fmt: skip
+
+
 # The frontend's own chrome (menus, tabs, side bar, minimap, toasts) is left out of thumbnails.
 HIDE_CHROME = (
     ".splitter-overlay-root, .p-toast, .comfyui-body-top, .comfyui-body-bottom { display: none !important; }"
@@ -608,16 +656,17 @@ def build(page: Any, name: str) -> tuple[dict[str, Any], bytes]:
     """(UI workflow, JPEG thumbnail) of one workflow, built on an empty graph."""
     from PIL import Image
 
-    page.evaluate("() => { app.graph.clear(); }")
+    clear(page)
     graph = Graph(page)
     WORKFLOWS[name](graph)
+    name_the_files(page, graph)
     graph.layout()
     page.evaluate(CAPTION, CAPTIONS[name])
     fit = page.evaluate(FIT_VIEW, [30, CAPTION_HEIGHT])
     workflow = page.evaluate("() => JSON.parse(JSON.stringify(app.graph.serialize()))")
-    # Stable across rebuilds: no random id, the view the thumbnail shows.
+    # Stable across rebuilds: no random id.
     workflow["id"] = str(uuid.uuid5(uuid.NAMESPACE_URL, f"w2sd-example/{name}"))
-    workflow.setdefault("extra", {})["ds"] = fit["ds"]
+    workflow.setdefault("extra", {})["ds"] = user_view(page.evaluate(GRAPH_BOUNDS))
     page.wait_for_timeout(300)  # DOM widgets (prompt text boxes) follow the canvas on the next frame
     png = page.screenshot(clip=fit["clip"])
     image = Image.open(io.BytesIO(png)).convert("RGB")

@@ -1,6 +1,12 @@
 """Every shipped example workflow (workflows/*.json) loads in the real frontend as a user opens it: every
 node type is known, no missing-nodes dialog, every link intact, widgets as saved, and
-`app.graphToPrompt()` yields a prompt for every executable node."""
+`app.graphToPrompt()` yields a prompt for every executable node; it opens with the whole graph in view.
+
+The workflows name the model files users have (sd_xl_base_1.0.safetensors, ...). A user with those files
+is a server whose models folder holds them (the tiny fixtures under those names: the frontend checks only
+names). Without them, frontend 1.47 marks each loader whose file is missing as an error: checked against
+the plain test server, together with the note that tells the user which files to pick.
+"""
 
 from __future__ import annotations
 
@@ -10,9 +16,22 @@ from typing import Any
 
 import pytest
 from browser.comfy_page import open_app
+from comfy_server import comfyui_dir
+from fixtures.checkpoints import SD15_MINI, SD15_MINI_CONTROLNET, SD15_MINI_LORA, ensure_built
+from PIL import Image
 
 WORKFLOWS = sorted((Path(__file__).resolve().parents[2] / "workflows").glob("*.json"))
 FRONTEND_ONLY = {"Note", "MarkdownNote", "Reroute", "PrimitiveNode"}
+WIDGET_TYPES = {"INT", "FLOAT", "STRING", "BOOLEAN", "COMBO"}
+# Widgets that name a file, its folder under models/ (workflows/build.py MODEL_FOLDERS) and a fixture
+# of that kind to stand for it; LoadImage's image lives in input/.
+MODEL_FILES = {
+    "ckpt_name": ("checkpoints", SD15_MINI),
+    "lora_name": ("loras", SD15_MINI_LORA),
+    "control_net_name": ("controlnet", SD15_MINI_CONTROLNET),
+}
+WINDOW = {"width": 1280, "height": 800}  # the window the stored views are made for (workflows/build.py)
+MISSING_MODELS_FLAGGED_SINCE = (1, 47)  # frontends 1.25 and 1.32 flag none; 1.47.10 flags each loader
 
 LOAD_AND_CHECK = """async (wf) => {
   await app.loadGraphData(wf);
@@ -26,6 +45,10 @@ LOAD_AND_CHECK = """async (wf) => {
   }
   for (const d of document.querySelectorAll(".p-dialog")) {
     if (/missing/i.test(d.innerText)) problems.push(`dialog: ${d.innerText.slice(0, 200)}`);
+  }
+  // Frontend 1.47 lists missing node types in its error panel instead of a dialog.
+  for (const e of document.querySelectorAll("body span, body div")) {
+    if (!e.children.length && /^missing node/i.test(e.textContent.trim())) problems.push(`error panel: ${e.textContent.trim()}`);
   }
   const links = app.graph.links instanceof Map ? [...app.graph.links.values()] : Object.values(app.graph.links);
   if (links.length !== wf.links.length) problems.push(`${wf.links.length} links saved, ${links.length} loaded`);
@@ -49,17 +72,73 @@ LOAD_AND_CHECK = """async (wf) => {
   } catch (e) {
     problems.push(`graphToPrompt: ${e}`);
   }
-  return JSON.parse(JSON.stringify({ problems, saved: app.graph.serialize(), output }));
+  const flagged = app.graph._nodes.filter((n) => n.has_errors).map((n) => Number(n.id));
+  return JSON.parse(JSON.stringify({ problems, flagged, saved: app.graph.serialize(), output }));
 }"""
 
 
+def named_files(workflow: dict[str, Any], object_info: dict[str, Any]) -> list[tuple[int, str, str]]:
+    """(node id, widget name, file) of every model file and input image the workflow names."""
+    found = []
+    for node in workflow["nodes"]:
+        info = object_info.get(node["type"])
+        if info is None or node.get("mode", 0) in (2, 4):
+            continue
+        names = []  # widgets_values are positional: one per widget input, two after control_after_generate
+        for name, spec in {**info["input"].get("required", {}), **info["input"].get("optional", {})}.items():
+            if isinstance(spec[0], list) or spec[0] in WIDGET_TYPES:
+                names += (
+                    [name, "control_after_generate"]
+                    if len(spec) > 1 and spec[1].get("control_after_generate")
+                    else [name]
+                )
+        for name, value in zip(names, node.get("widgets_values") or [], strict=False):
+            if name in MODEL_FILES or (node["type"] == "LoadImage" and name == "image"):
+                found.append((node["id"], name, value))
+    return found
+
+
 @pytest.fixture(scope="module")
-def page(server, chromium_browser):  # type: ignore[no-untyped-def]
-    pg = chromium_browser.new_page(viewport={"width": 1400, "height": 900})
+def user_server(server, server_factory, tmp_path_factory):  # type: ignore[no-untyped-def]
+    """A ComfyUI whose models and input folders hold every file the shipped workflows name."""
+    base = tmp_path_factory.mktemp("comfy_user")
+    fixtures = ensure_built(comfyui_dir())
+    info = server.object_info()
+    for path in WORKFLOWS:
+        for _, name, value in named_files(json.loads(path.read_text()), info):
+            if name == "image":
+                (base / "input").mkdir(exist_ok=True)
+                Image.new("RGB", (64, 64), "white").save(base / "input" / value)
+                continue
+            folder, fixture = MODEL_FILES[name]
+            target = base / "models" / folder / value
+            target.parent.mkdir(parents=True, exist_ok=True)
+            if not target.exists():
+                target.symlink_to(fixtures / fixture)
+    return server_factory(base)
+
+
+def new_page(server, chromium_browser):  # type: ignore[no-untyped-def]
+    pg = chromium_browser.new_page(viewport=WINDOW)
     errors: list[str] = []
     pg.on("pageerror", lambda e: errors.append(f"{e}\n{e.stack}"))
     open_app(pg, server.url + "/", ("W2SDKSampler", "W2SDGuider"))
     pg.w2sd_errors = errors
+    return pg
+
+
+@pytest.fixture(scope="module")
+def page(user_server, chromium_browser):  # type: ignore[no-untyped-def]
+    """The frontend of a user who has the files the workflows name."""
+    pg = new_page(user_server, chromium_browser)
+    yield pg
+    pg.close()
+
+
+@pytest.fixture(scope="module")
+def bare_page(server, chromium_browser):  # type: ignore[no-untyped-def]
+    """The frontend of the plain test server: none of the files the workflows name."""
+    pg = new_page(server, chromium_browser)
     yield pg
     pg.close()
 
@@ -99,7 +178,9 @@ def test_the_check_reports_a_missing_node_type(page):  # type: ignore[no-untyped
     workflow["nodes"][1]["type"] = "W2SDNoSuchNode"
     problems = load(page, workflow)["problems"]
     assert any("unknown node type W2SDNoSuchNode" in p for p in problems), problems
-    assert any(p.startswith("dialog:") and "W2SDNoSuchNode" in p for p in problems), problems
+    assert any(p.startswith(("dialog:", "error panel:")) and "W2SDNoSuchNode" in p for p in problems), (
+        problems
+    )
 
 
 def test_the_check_reports_a_broken_link(page):  # type: ignore[no-untyped-def]
@@ -108,3 +189,89 @@ def test_the_check_reports_a_broken_link(page):  # type: ignore[no-untyped-def]
     link[3] = max(n["id"] for n in workflow["nodes"]) + 100  # its target node does not exist
     problems = load(page, workflow)["problems"]
     assert problems, "a link to a missing node went unnoticed"
+
+
+def frontend_version(page: Any) -> tuple[int, ...]:
+    return tuple(int(x) for x in page.evaluate("() => window.__COMFYUI_FRONTEND_VERSION__").split(".")[:2])
+
+
+@pytest.mark.parametrize("path", WORKFLOWS, ids=lambda p: p.stem)
+def test_without_the_files_exactly_their_loaders_are_flagged_and_the_note_names_them(
+    bare_page, server, path: Path
+) -> None:  # type: ignore[no-untyped-def]
+    workflow = json.loads(path.read_text())
+    info = server.object_info()
+    files = named_files(workflow, info)
+    models = [(node_id, name, value) for node_id, name, value in files if name in MODEL_FILES]
+    assert models, "every workflow names a model file"
+    missing = sorted(
+        {node_id for node_id, name, value in files if value not in choices(info, workflow, node_id, name)}
+    )
+    assert {node_id for node_id, *_ in models} <= set(missing)  # the plain server has none of them
+    result = load(bare_page, workflow)
+    flagged = sorted(result["flagged"])
+    assert flagged == (missing if frontend_version(bare_page) >= MISSING_MODELS_FLAGGED_SINCE else [])
+    assert [p for p in result["problems"] if "is marked as an error" not in p] == []
+    # The note says which file each loader names and where it goes, so the user knows what to pick.
+    note = next(n["widgets_values"][0] for n in workflow["nodes"] if n["type"] == "Note")
+    for _, name, value in models:
+        assert f"{value} (models/{MODEL_FILES[name][0]})" in note, (value, note)
+
+
+def choices(info: dict[str, Any], workflow: dict[str, Any], node_id: int, name: str) -> list[Any]:
+    node_type = next(n["type"] for n in workflow["nodes"] if n["id"] == node_id)
+    spec = {**info[node_type]["input"].get("required", {}), **info[node_type]["input"].get("optional", {})}[
+        name
+    ]
+    return spec[0] if isinstance(spec[0], list) else spec[1].get("options", [])
+
+
+FREE_AREA = """async () => {
+  await app.loadGraphData({ last_node_id: 0, last_link_id: 0, nodes: [], links: [], groups: [], config: {},
+    extra: {}, version: 0.4 });
+  await new Promise((r) => requestAnimationFrame(() => requestAnimationFrame(r)));
+  // The canvas fills the window; the side bar and the top bar lie over it. Walk in from each edge
+  // until the point is the canvas itself.
+  const canvas = app.canvas.canvas;
+  const r = canvas.getBoundingClientRect();
+  const onCanvas = (x, y) => document.elementFromPoint(x, y) === canvas;
+  const midX = (r.left + r.right) / 2, midY = (r.top + r.bottom) / 2;
+  let left = r.left, right = r.right, top = r.top, bottom = r.bottom;
+  while (left < midX && !onCanvas(left + 0.5, midY)) left += 1;
+  while (right > midX && !onCanvas(right - 0.5, midY)) right -= 1;
+  while (top < midY && !onCanvas(midX, top + 0.5)) top += 1;
+  while (bottom > midY && !onCanvas(midX, bottom - 0.5)) bottom -= 1;
+  return { left, top, right, bottom };
+}"""
+
+GRAPH_ON_SCREEN = """async (wf) => {
+  await app.loadGraphData(wf);
+  await new Promise((r) => requestAnimationFrame(() => requestAnimationFrame(r)));
+  const r = app.canvas.canvas.getBoundingClientRect();
+  const { offset, scale } = app.canvas.ds;
+  const boxes = [...app.graph._nodes.map((n) => n.getBounding()),
+    ...(app.graph._groups ?? []).map((g) => [g.pos[0], g.pos[1], g.size[0], g.size[1]])];
+  const x = (gx) => r.left + (gx + offset[0]) * scale, y = (gy) => r.top + (gy + offset[1]) * scale;
+  return { ds: { offset: [...offset], scale }, box: {
+    left: x(Math.min(...boxes.map((b) => b[0]))), top: y(Math.min(...boxes.map((b) => b[1]))),
+    right: x(Math.max(...boxes.map((b) => b[0] + b[2]))), bottom: y(Math.max(...boxes.map((b) => b[1] + b[3]))),
+  } };
+}"""
+
+
+@pytest.mark.parametrize("path", WORKFLOWS, ids=lambda p: p.stem)
+def test_workflow_opens_with_the_whole_graph_in_view(page, path: Path) -> None:  # type: ignore[no-untyped-def]
+    """In a 1280 x 800 window, the stored view (extra.ds) shows every node, note included, clear of the
+    side bar and the top bar."""
+    workflow = json.loads(path.read_text())
+    free = page.evaluate(FREE_AREA)
+    shown = page.evaluate(GRAPH_ON_SCREEN, workflow)
+    page.keyboard.press("Escape")
+    assert shown["ds"]["scale"] == pytest.approx(
+        workflow["extra"]["ds"]["scale"]
+    )  # the stored view, not a refit
+    assert shown["ds"]["offset"] == pytest.approx(workflow["extra"]["ds"]["offset"])
+    box = shown["box"]
+    inside = free["left"] <= box["left"] and free["top"] <= box["top"]
+    inside = inside and box["right"] <= free["right"] and box["bottom"] <= free["bottom"]
+    assert inside, f"graph at {box}, free canvas {free}"
