@@ -100,6 +100,13 @@ def start_inprocess(
             f"`utils` resolved to {sys.modules['utils'].__file__}, not ComfyUI's utils package"
         )
     if not getattr(nodes, "_w2sd_extra_nodes_loaded", False):
+        import server
+
+        if getattr(server.PromptServer, "instance", None) is None:
+            # As main.py's start_comfyui: the PromptServer exists before the extra nodes load (0.29.0's
+            # comfy_extras/nodes_replacements registers with PromptServer.instance). Its routes are not
+            # added and its loop never runs: nothing listens, messages it is sent stay queued.
+            server.PromptServer(asyncio.new_event_loop())
         failed = run_async(nodes.init_extra_nodes(init_custom_nodes=False, init_api_nodes=False))
         if failed:
             raise RuntimeError(f"ComfyUI's extra nodes failed to import in-process: {failed} (see the log)")
