@@ -277,6 +277,21 @@ def same_weights(a: Any, b: Any) -> bool:
         return False
 
 
+def injected_on_top(model: Any, base: Any) -> bool:
+    """Whether `model` is `base` plus forward injections only (e.g. a core LoraLoaderBypass applied after a
+    W2SD LoRA split): same weights once the injections `base` lacks are removed from a clone of it."""
+    try:
+        extra = set(model.injections) - set(base.injections)
+        if not extra or not set(base.injections) <= set(model.injections):
+            return False
+        probe = model.clone()
+        for key in extra:
+            probe.remove_injections(key)
+        return same_weights(probe, base)
+    except Exception:
+        return False
+
+
 def features() -> dict[str, bool]:
     """Every detected feature by name (for diagnostics and tests)."""
     return {

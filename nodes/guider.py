@@ -132,6 +132,10 @@ class W2SDGuider(comfy.samplers.CFGGuider):
             model = pair.side(role).model
             if model is None or model is main or main.clone_has_same_weights(model):
                 continue
+            if compat.injected_on_top(main, model):
+                # The sampler's model is this side's plus forward injections (LoraLoaderBypass after a
+                # LoRA split): one set of weights; while it is loaded the injections act on every pass.
+                continue
             if model.is_clone(main) or any(model.is_clone(m) for m in found):
                 raise ValueError(
                     f"W2SD pair: the {role} model is the sampler's model with other weight patches (e.g. a LoRA "
