@@ -9,6 +9,7 @@ bare clone) into a fresh copy of ComfyUI, whose server must then load every node
 
 from __future__ import annotations
 
+import configparser
 import os
 import re
 import shutil
@@ -28,6 +29,7 @@ CLONE_NAME = "comfyui-w2sd"
 BROKEN_NAME = "w2sd-broken"
 # comfy-cli without prompts, telemetry or its update check: it never touches the network here.
 COMFY_CLI_ENV = {"DO_NOT_TRACK": "1", "COMFY_NO_UPDATE_CHECK": "1"}
+MANAGER_FLAG = "--enable-manager"  # cores that bundle the comfyui-manager package start it with this
 MANAGER_SOURCE = f"{CLONE_NAME}.git"  # cm-cli names the installed folder after the URL's last part
 
 
@@ -174,7 +176,19 @@ def manager_install(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[
     assert done.returncode == 0, output
     added = {p.name for p in (comfyui / "custom_nodes").iterdir()} - before
     assert added == {CLONE_NAME}, f"cm-cli added {sorted(added)} to custom_nodes:\n{output}"
-    server = ComfyServer(comfyui, comfyui, pack_dir=None).start()  # the ComfyUI folder is its own base
+    extra_args: tuple[str, ...] = ()
+    if MANAGER_FLAG in (comfyui / "comfy" / "cli_args.py").read_text():  # newer cores run the Manager
+        config_path = comfyui / "user" / "__manager" / "config.ini"  # written by cm-cli above
+        config = configparser.ConfigParser(strict=False)
+        config.read(config_path)
+        if not config.has_section("default"):
+            config.add_section("default")
+        config.set("default", "network_mode", "offline")  # no list fetching at start-up
+        config_path.parent.mkdir(parents=True, exist_ok=True)
+        with config_path.open("w") as file:
+            config.write(file)
+        extra_args = (MANAGER_FLAG,)
+    server = ComfyServer(comfyui, comfyui, pack_dir=None, extra_args=extra_args).start()  # its own base
     yield server, comfyui / "custom_nodes" / CLONE_NAME, output, served
     server.stop()
 
@@ -195,3 +209,17 @@ def test_after_a_manager_install_the_server_loads_every_node_and_serves_the_work
     workflows = sorted(p.stem for p in (pack / "workflows").glob("*.json"))
     assert len(workflows) >= 10
     assert sorted(server.request("/api/workflow_templates")[CLONE_NAME]) == workflows
+
+
+def test_a_core_that_runs_the_manager_lists_the_pack_as_installed_and_enabled(manager_install) -> None:
+    server, _, _, served = manager_install
+    if MANAGER_FLAG not in server.command():
+        # 0.3.x: no built-in Manager (users add the ComfyUI-Manager custom node); nothing more to ask.
+        assert "comfyui_manager" not in (server.comfyui / "main.py").read_text()
+        return
+    log = server.log_text()
+    assert "[START] ComfyUI-Manager" in log, server.log_tail()
+    assert "Failed to perform initial fetching" not in log  # offline mode: it asked the network nothing
+    installed = server.request("/v2/customnode/installed")
+    assert installed.get(CLONE_NAME, {}).get("ver") == served, installed
+    assert installed[CLONE_NAME]["enabled"] is True, installed
