@@ -1,6 +1,6 @@
 """Feature detection for the ComfyUI core APIs that W2SD uses and that differ between core versions.
 
-Tested cores: 0.3.52 and 0.3.75. Newer cores (up to 0.29.0) were read from source only; see
+Tested cores: 0.3.52, 0.3.75 and 0.29.0 (the newest reachable; upstream is at 0.35); see
 docs/COMPATIBILITY.md for the table. Every probe is guarded: importing this module never raises, whatever
 ComfyUI (or none) is on sys.path; a probe that cannot run reports the feature as absent. Each absent
 feature is logged once, at import, as one `[W2SD]` line saying what the pack does instead.
@@ -323,7 +323,7 @@ def features() -> dict[str, bool]:
 # guards against (dynamic VRAM, multi-GPU, prepare_state signature, merge order) are not logged.
 _MISSING = (
     (HAS_GUIDER_API, logging.WARNING, "comfy.samplers CFGGuider/KSAMPLER sampling API",
-     "the W2SD KSampler and W2SD Guider raise when run; update ComfyUI (tested 0.3.52 and 0.3.75)"),
+     "the W2SD KSampler and W2SD Guider raise when run; update ComfyUI (tested 0.3.52, 0.3.75, 0.29.0)"),
     (HAS_INJECTIONS, logging.WARNING, "ModelPatcher.set_injections / PatcherInjection",
      "the LoRA-scale splitter raises when run; the other nodes work"),
     (HAS_KEYED_WRAPPERS, logging.WARNING, "ModelPatcher.add_wrapper_with_key / WrappersMP.APPLY_MODEL",

@@ -35,7 +35,7 @@ PAPER_SCALES = {"main": 0.8, "strong": 1.5, "weak": -1.5}
 """Strengths of the paper's LoRA experiments (regular steps, strong side, weak side)."""
 
 SUPPORTED = "plain LoRA / LoCon (lora_up + lora_down, or lora_A + lora_B, with an optional alpha)"
-REQUIREMENT = "ComfyUI with ModelPatcher injections and wrappers (tested on 0.3.52 and 0.3.75)"
+REQUIREMENT = "ComfyUI with ModelPatcher injections and wrappers (tested on 0.3.52, 0.3.75 and 0.29.0)"
 
 _CONVS = {1: F.conv1d, 2: F.conv2d, 3: F.conv3d}
 # Any of these in a key name marks a file as some kind of LoRA / LyCORIS adapter.
