@@ -599,12 +599,13 @@ CAPTION = """(text) => {
 CAPTION_HEIGHT = 80
 
 # The view a workflow opens with (extra.ds): the whole graph in a 1280 x 800 browser window, clear of the
-# frontend's side bar (59 px wide on frontends 1.32 and 1.47) and top bar (78 px on 1.32, 38 px on 1.47).
-# Fixed: it does not follow the window, so it is sized for a small one. tests/browser/
-# test_workflows_browser.py checks it in Chromium on each tested frontend.
-USER_WINDOW = (1280, 800)
-USER_CHROME = {"left": 60, "top": 80}
-USER_MARGIN = 16
+# frontend's side bar and top bar. Measured in Chromium, in canvas pixels: frontends 1.32 and 1.47 lay the
+# canvas under the whole window with a 59 px side bar and a 78 px (1.32) or 38 px (1.47) top bar over
+# it; 1.25 puts the canvas at (40, 40) beside its side bar, free down to 713 px and right to 1239 px. The
+# area below is free on all three. The view is fixed (it does not follow the window), so it is made for a
+# small one; tests/browser/test_workflows_browser.py checks it in Chromium on each tested frontend.
+USER_AREA = {"left": 60, "top": 80, "right": 1239, "bottom": 713}
+USER_MARGIN = 12
 
 GRAPH_BOUNDS = """() => {
   const boxes = app.graph._nodes.map((n) => n.getBounding());
@@ -614,10 +615,10 @@ GRAPH_BOUNDS = """() => {
 
 
 def user_view(bounds: list[float]) -> dict[str, Any]:
-    """extra.ds that shows `bounds` (graph units: x0, y0, x1, y1) inside USER_WINDOW's free area."""
+    """extra.ds that shows `bounds` (graph units: x0, y0, x1, y1) inside USER_AREA."""
     x0, y0, x1, y1 = bounds
-    left, top = USER_CHROME["left"] + USER_MARGIN, USER_CHROME["top"] + USER_MARGIN
-    width, height = USER_WINDOW[0] - left - USER_MARGIN, USER_WINDOW[1] - top - USER_MARGIN
+    left, top = USER_AREA["left"] + USER_MARGIN, USER_AREA["top"] + USER_MARGIN
+    width, height = USER_AREA["right"] - USER_MARGIN - left, USER_AREA["bottom"] - USER_MARGIN - top
     scale = min(1.0, width / (x1 - x0), height / (y1 - y0))
     return {"scale": round(scale, 4), "offset": [round(left / scale - x0, 2), round(top / scale - y0, 2)]}
 
