@@ -9,9 +9,9 @@ from .diagnostics import ReflectionDiagnostics, direction_cosine, reflection_siz
 from .reflection import INVERSIONS, invert, reflect
 from .resampling import aligned_noise, renoise
 from .sampler import sample_w2sd
-from .steps import Denoiser, denoise_step, euler_step, to_d
+from .steps import Denoiser, denoise_step, euler_step, first_order_step, to_d
 from .window import ReflectionWindow
-from .wrap import MODES, CountingModel, sample_with_reflection
+from .wrap import MODES, CountingModel, SingleStep, sample_with_reflection
 
 __all__ = [
     "INVERSIONS",
@@ -21,11 +21,13 @@ __all__ = [
     "Denoiser",
     "ReflectionDiagnostics",
     "ReflectionWindow",
+    "SingleStep",
     "aligned_noise",
     "denoise_step",
     "direction_cosine",
     "equal_budget_plan",
     "euler_step",
+    "first_order_step",
     "invert",
     "planned_nfe",
     "reflect",

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Any
 
 from torch import Tensor
 
@@ -41,6 +42,20 @@ def batch_sigma(sigma: Sigma, x: Tensor) -> Tensor:
 def denoise_step(x: Tensor, sigma: Sigma, sigma_next: Sigma, denoiser: Denoiser) -> Tensor:
     """`M(x)`: one Euler/DDIM step of `denoiser` from `sigma` down to `sigma_next`."""
     return euler_step(x, sigma, sigma_next, denoiser(x, batch_sigma(sigma, x)))
+
+
+def first_order_step(
+    model: Callable[..., Tensor], x: Tensor, sigmas: Tensor, extra_args: dict[str, Any] | None = None
+) -> Tensor:
+    """One Euler step over a one-step schedule `sigmas` (2 values) with `model(x, sigma, **extra_args)`.
+
+    The first-order step of UniPC, DPM-Solver(++) and DDIM, written in sigma space: what a sampler that
+    cannot take a lone step (ComfyUI's UniPC takes none on a one-step schedule) runs instead.
+    """
+    if len(sigmas) != 2:
+        raise ValueError(f"first_order_step takes a one-step schedule (2 sigmas); got {len(sigmas)}")
+    denoised = model(x, batch_sigma(sigmas[0], x), **(extra_args or {}))
+    return euler_step(x, sigmas[0], sigmas[1], denoised)
 
 
 def check_reflection_sigmas(sigma: float, sigma_next: float) -> None:

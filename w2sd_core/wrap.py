@@ -4,6 +4,8 @@
 step in the window is preceded by a reflection (or a Re-Sampling) and taken as a one-step call of the
 inner sampler; each run of steps outside the window is one call, so multistep solvers keep their history
 there. Inside the window the history restarts every step (DPM++ 2M falls back to its first-order step).
+A sampler that cannot take a lone step (ComfyUI's UniPC takes none on a one-step schedule) is given a
+`single_step` to run instead on every one-step call, e.g. `first_order_step` (its first-order step).
 """
 
 from __future__ import annotations
@@ -23,6 +25,8 @@ from .window import ReflectionWindow, schedule_values
 MODES = ("w2sd", "s2wd", "resample", "resample_aligned")
 
 SamplerFn = Callable[..., Tensor]
+SingleStep = Callable[[Callable[..., Tensor], Tensor, Tensor, dict[str, Any]], Tensor]
+"""`single_step(model, x, sigmas, extra_args) -> x`: one step over a one-step schedule (2 sigmas)."""
 Callback = Callable[[dict[str, Any]], None]
 
 # Re-Sampling noise comes from its own stream: a generator seeded with the bare seed would replay the
@@ -135,6 +139,7 @@ def sample_with_reflection(
     inversion: str = "explicit",
     seed: int | None = None,
     diagnostics: ReflectionDiagnostics | None = None,
+    single_step: SingleStep | None = None,
     **options: Any,
 ) -> Tensor:
     """Runs `sampler_fn` over `sigmas` with W2SD reflections before each step in `window`.
@@ -147,6 +152,9 @@ def sample_with_reflection(
     `extra_args["seed"]`) is offset by the index of its first step, so ancestral/SDE noise differs per
     step and is reproducible. One-step calls get `disable=True` (progress is reported per evaluation
     through `callback`). An empty window is one plain call over the whole schedule.
+    `single_step`, when given, replaces `sampler_fn` on every one-step call (window steps and a lone step
+    outside the window), for samplers that cannot be cut into steps; runs of two or more steps still go
+    to `sampler_fn`, and an empty window never uses it.
     """
     if mode not in MODES:
         raise ValueError(f"mode={mode!r} is not one of {', '.join(MODES)}")
@@ -172,6 +180,12 @@ def sample_with_reflection(
     if not any(mask):
         return sampler_fn(main, x, sigmas, args_from(0), None, disable, **options)
 
+    def run(x: Tensor, start: int, end: int, quiet: bool | None) -> Tensor:
+        """The inner sampler over steps start .. end-1 (`single_step` for a lone step when given)."""
+        if single_step is not None and end - start == 1:
+            return single_step(main, x, sigmas[start : end + 1], args_from(start))
+        return sampler_fn(main, x, sigmas[start : end + 1], args_from(start), None, quiet, **options)
+
     resample_seed = _offset_seed(base_seed or 0, RESAMPLE_STREAM) % _SEED_SPAN
     generator = torch.Generator("cpu").manual_seed(resample_seed)
     i = 0
@@ -182,12 +196,12 @@ def sample_with_reflection(
             )
             if diagnostics is not None:
                 diagnostics.record(i, values[i], x, x_new)
-            x = sampler_fn(main, x_new, sigmas[i : i + 2], args_from(i), None, True, **options)
+            x = run(x_new, i, i + 1, True)
             i += 1
         else:
             end = i
             while end < total and not mask[end]:
                 end += 1
-            x = sampler_fn(main, x, sigmas[i : end + 1], args_from(i), None, disable, **options)
+            x = run(x, i, end, disable)
             i = end
     return x

@@ -104,4 +104,18 @@ def sample_dpmpp_2m(model, x, sigmas, extra_args=None, callback=None, disable=No
     return x
 
 
+@torch.no_grad()
+def sample_no_lone_step(model, x, sigmas, extra_args=None, callback=None, disable=None):  # type: ignore[no-untyped-def]
+    """DPM-Solver++(2M), except that a one-step schedule takes no step, as ComfyUI's UniPC does.
+
+    UniPC picks `order = min(3, len(sigmas) - 2)`: order 0 on 2 sigmas evaluates the model once and
+    returns its input rescaled by sqrt(1 + sigma_next^2) / sqrt(1 + sigma^2) (its VP-space round trip).
+    """
+    if len(sigmas) == 2:
+        extra_args = {} if extra_args is None else extra_args
+        model(x, sigmas[0] * x.new_ones([x.shape[0]]), **extra_args)
+        return x * ((1 + sigmas[1] ** 2) / (1 + sigmas[0] ** 2)) ** 0.5
+    return sample_dpmpp_2m(model, x, sigmas, extra_args, callback, disable)
+
+
 SAMPLERS = {"euler": sample_euler, "euler_ancestral": sample_euler_ancestral, "dpmpp_2m": sample_dpmpp_2m}

@@ -6,11 +6,12 @@ from typing import Any
 import pytest
 import torch
 from gmm import GMM, karras_sigmas, one_d
-from samplers import SAMPLERS, sample_euler
+from samplers import SAMPLERS, sample_dpmpp_2m, sample_euler, sample_no_lone_step
 
 from w2sd_core import (
     ReflectionDiagnostics,
     ReflectionWindow,
+    first_order_step,
     planned_nfe,
     sample_w2sd,
     sample_with_reflection,
@@ -262,3 +263,84 @@ def test_invalid_settings_raise_before_sampling(kwargs: dict, message: str) -> N
     with pytest.raises(ValueError, match=message):
         run(model=model, **kwargs)
     assert model.seen_args == []
+
+
+# --- samplers that cannot take a lone step (ComfyUI's UniPC): `single_step` ---------------------------
+
+EVERY_STEP_BUT_THE_LAST = ReflectionWindow.percent(0.0, 1.0)
+
+
+def test_first_order_step_is_one_euler_step() -> None:
+    x, model = noise(), MainModel(STRONG)
+    for i in (0, 5, STEPS - 1):  # the last one steps into sigma 0: the denoised sample
+        sigmas = SIGMAS[i : i + 2]
+        assert torch.equal(first_order_step(model, x, sigmas, {"seed": 1}), sample_euler(model, x, sigmas))
+    assert torch.equal(first_order_step(model, x, SIGMAS[-2:]), STRONG(x, SIGMAS[-2] * x.new_ones(16)))
+    with pytest.raises(ValueError, match="one-step schedule.*got 3"):
+        first_order_step(model, x, SIGMAS[:3])
+
+
+@pytest.mark.parametrize("window", [*WINDOWS, EVERY_STEP_BUT_THE_LAST], ids=lambda w: w.describe())
+def test_single_step_takes_every_one_step_call_and_only_those(window: ReflectionWindow) -> None:
+    inner: list[list[float]] = []
+    single: list[tuple[list[float], Any]] = []
+
+    def spy(model, x, sigmas, extra_args, callback, disable, **options):  # type: ignore[no-untyped-def]
+        inner.append(sigmas.tolist())
+        return sample_dpmpp_2m(model, x, sigmas, extra_args, callback, disable)
+
+    def single_step(model, x, sigmas, extra_args):  # type: ignore[no-untyped-def]
+        single.append((sigmas.tolist(), extra_args.get("seed")))
+        return first_order_step(model, x, sigmas, extra_args)
+
+    sample_with_reflection(spy, MainModel(STRONG), noise(), SIGMAS, {"seed": 7}, strong=STRONG, weak=WEAK,
+                           window=window, single_step=single_step)  # fmt: skip
+    values, mask = SIGMAS.tolist(), window.mask(SIGMAS)
+    # Expected: each window step alone; each run outside the window whole, a run of one step included.
+    runs: list[tuple[int, int]] = []
+    for i, reflected in enumerate(mask):
+        if reflected or not runs or mask[runs[-1][0]]:
+            runs.append((i, i + 1))
+        else:
+            runs[-1] = (runs[-1][0], i + 1)
+    assert [sig for sig, _ in single] == [values[a : b + 1] for a, b in runs if b - a == 1]
+    assert [seed for _, seed in single] == [7 + a for a, b in runs if b - a == 1]
+    assert inner == [values[a : b + 1] for a, b in runs if b - a > 1]
+    if window is EVERY_STEP_BUT_THE_LAST:
+        assert inner == [] and len(single) == STEPS  # the last step is a lone run outside the window
+
+
+def test_single_step_is_never_used_with_an_empty_window() -> None:
+    def single_step(*args: Any) -> torch.Tensor:
+        raise AssertionError("single_step called with an empty window")
+
+    x = noise()
+    direct = sample_no_lone_step(MainModel(STRONG), x, SIGMAS, {"seed": 7})
+    wrapped = sample_with_reflection(sample_no_lone_step, MainModel(STRONG), x, SIGMAS, {"seed": 7}, strong=STRONG,
+                                     weak=WEAK, window=ReflectionWindow.steps(0), single_step=single_step)  # fmt: skip
+    assert torch.equal(wrapped, direct)
+
+
+def test_a_sampler_without_a_lone_step_gives_back_stock_with_first_order_single_steps() -> None:
+    """strong == weak with a converged inversion is the plain sampler: only the cut into steps is left.
+
+    Without `single_step` a sampler that takes no lone step returns the noisy latent (issue 14, UniPC).
+    With `first_order_step` every step here is a one-step call (the window covers every step but the
+    last), so the result is plain Euler's. Measured (12 Karras steps, 1-D mixture, 10 fixed-point
+    iterations): 0.77 relative difference to stock without, 3.7e-4 to plain Euler with it, and 0.071 to
+    stock, which is exactly plain Euler's own distance to this second-order sampler."""
+    x = noise()
+    stock = sample_no_lone_step(MainModel(STRONG), x, SIGMAS, {"seed": 7})
+    euler = sample_euler(MainModel(STRONG), x, SIGMAS)
+
+    def w2sd(**kwargs: Any) -> torch.Tensor:
+        return sample_with_reflection(sample_no_lone_step, MainModel(STRONG), x, SIGMAS, {"seed": 7}, strong=STRONG,
+                                      weak=STRONG, window=EVERY_STEP_BUT_THE_LAST, inversion_iters=10, **kwargs)  # fmt: skip
+
+    def rel(a: torch.Tensor, b: torch.Tensor = stock) -> float:
+        return ((a - b).norm() / b.norm()).item()
+
+    broken, fixed = w2sd(), w2sd(single_step=first_order_step)
+    assert rel(broken) > 0.5, "the toy sampler no longer reproduces UniPC's missing lone step"
+    assert rel(fixed, euler) < 1e-3
+    assert rel(fixed) < 1.1 * rel(euler)
