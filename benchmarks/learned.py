@@ -26,6 +26,7 @@ import os
 import platform
 import sys
 import tempfile
+import textwrap
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -470,7 +471,7 @@ def figure(pairs: list[PairDef], results: list[Result], sampler: str, path: Path
     from PIL import Image, ImageDraw, ImageFont
 
     cols = ("stock", "w2sd", "s2wd")
-    tile, pad, label_w, text_h = 64 * grid // 2, 10, 150, 34
+    tile, pad, label_w, text_h = 64 * grid // 2, 10, 170, 34
     rows = [p for p in pairs if any(r.pair == p.key and r.sampler == sampler for r in results)]
     sheet = Image.new("RGB", (label_w + 3 * (tile + pad), 24 + len(rows) * (tile + text_h + pad)), "white")
     draw = ImageDraw.Draw(sheet)
@@ -482,7 +483,8 @@ def figure(pairs: list[PairDef], results: list[Result], sampler: str, path: Path
         draw.text((label_w + c * (tile + pad) + tile // 2, 12), name, fill="black", font=font, anchor="mm")
     for r, pair in enumerate(rows):
         y = 24 + r * (tile + text_h + pad)
-        draw.text((6, y + tile // 2), pair.title, fill="black", font=font, anchor="lm")
+        title = "\n".join(textwrap.wrap(pair.title, 22))
+        draw.multiline_text((6, y + tile // 2), title, fill="black", font=font, anchor="lm")
         by_row = {x.row: x for x in results if x.pair == pair.key and x.sampler == sampler}
         for c, col in enumerate(cols):
             res = by_row.get(col)
@@ -643,6 +645,12 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--quick", action="store_true", help=f"100 samples, rows {', '.join(QUICK_ROWS)}")
     p.add_argument("--stand-in", action="store_true", help="random-weight SD3 fixture: plumbing only")
     p.add_argument("--no-write", action="store_true", help="print only; leave results/ and docs/ alone")
+    p.add_argument(
+        "--results", type=Path, default=RESULTS, help=f"markdown table (default {RESULTS.relative_to(ROOT)})"
+    )
+    p.add_argument(
+        "--figure", type=Path, default=FIGURE, help=f"sample grids (default {FIGURE.relative_to(ROOT)})"
+    )
     args = p.parse_args(argv)
 
     import torch
@@ -678,10 +686,10 @@ def main(argv: list[str] | None = None) -> int:
     text = markdown(pairs, results, meta)
     print(text)
     if not args.no_write:
-        RESULTS.parent.mkdir(parents=True, exist_ok=True)
-        RESULTS.write_text(text)
-        figure(pairs, results, samplers[0], FIGURE)
-        print(f"wrote {RESULTS.relative_to(ROOT)} and {FIGURE.relative_to(ROOT)}")
+        args.results.parent.mkdir(parents=True, exist_ok=True)
+        args.results.write_text(text)
+        figure(pairs, results, samplers[0], args.figure)
+        print(f"wrote {args.results} and {args.figure}")
     return 0
 
 
