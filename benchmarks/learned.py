@@ -639,6 +639,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--samplers", default="euler", help=f"comma list of {', '.join(SAMPLERS)}; or all")
     p.add_argument("--samples", type=int, default=500, help="samples per row (default 500)")
     p.add_argument("--steps", type=int, default=STEPS)
+    p.add_argument("--cfgs", default=",".join(f"{c:g}" for c in CFG_SWEEP), help="the cfg_sweep row's values")
     p.add_argument("--batch", type=int, default=250, help="samples per node call")
     p.add_argument("--bootstrap", type=int, default=BOOTSTRAP, help="bootstrap rounds per figure")
     p.add_argument("--threads", type=int, default=1)
@@ -675,7 +676,16 @@ def main(argv: list[str] | None = None) -> int:
     judge = Judge(args.stand_in, 0 if args.stand_in else __import__("learned_models").MINORITY)
     start = time.perf_counter()
     results = run_benchmark(
-        s, judge, pairs, rows, samplers, args.samples, args.steps, args.batch, args.bootstrap, CFG_SWEEP
+        s,
+        judge,
+        pairs,
+        rows,
+        samplers,
+        args.samples,
+        args.steps,
+        args.batch,
+        args.bootstrap,
+        tuple(float(c) for c in args.cfgs.split(",")),
     )
     wall = time.perf_counter() - start
     meta = [
