@@ -7,7 +7,16 @@ from __future__ import annotations
 import numpy as np
 import pytest
 from fixtures.checkpoints import SD3_MINI, SD15_MINI, SD15_MINI_LORA
-from graphs import PAIRS, add_cfg_gap, base_graph, guider_graph, pair_graph, stock_custom_graph, w2sd_graph
+from graphs import (
+    PAIRS,
+    add_cfg_gap,
+    add_lora_split,
+    base_graph,
+    guider_graph,
+    pair_graph,
+    stock_custom_graph,
+    w2sd_graph,
+)
 
 NO_REFLECTION = {"window": "steps", "reflect_steps": 0}
 REFLECT = {"window": "steps", "reflect_steps": -1}
@@ -44,6 +53,38 @@ def test_every_pair_type_acts_and_reduces_to_stock(server, kind):
     else:
         assert np.array_equal(plain, stock), "an empty reflection window must be stock KSampler exactly"
     assert differ(reflected, stock) > 1.0, f"{kind}: W2SD changed nothing"
+
+
+def test_lora_split_then_core_bypass_lora(server):
+    """Split -> LoraLoaderBypass (core bypass-mode LoRA, ComfyUI >= 0.11) -> W2SD KSampler: it runs and
+    reflects; with an empty window it is the stock LoraLoader at the summed strength (0.8 + 0.5)."""
+    if "LoraLoaderBypassModelOnly" not in server.object_info():
+        pytest.skip("this ComfyUI has no LoraLoaderBypass (core bypass-mode LoRA, >= 0.11)")
+    g = base_graph(SD15_MINI, seed=31)
+    model, pair = add_lora_split(g, SD15_MINI_LORA)
+    g["25"] = {
+        "class_type": "LoraLoaderBypassModelOnly",
+        "inputs": {"model": model, "lora_name": SD15_MINI_LORA, "strength_model": 0.5},
+    }
+    stock_graph = base_graph(SD15_MINI, seed=31)
+    stock_graph["26"] = {
+        "class_type": "LoraLoader",
+        "inputs": {
+            "model": ["4", 0],
+            "clip": ["4", 1],
+            "lora_name": SD15_MINI_LORA,
+            "strength_model": 1.3,
+            "strength_clip": 0.8,
+        },
+    }
+    stock_graph["3"]["inputs"]["model"] = ["26", 0]
+    for node in ("6", "7"):
+        stock_graph[node]["inputs"]["clip"] = ["26", 1]
+    stock = server.run(stock_graph).image
+    plain = server.run(w2sd_graph(g, pair, model=["25", 0], **NO_REFLECTION)).image
+    reflected = server.run(w2sd_graph(g, pair, model=["25", 0], **REFLECT)).image
+    assert differ(plain, stock) < 0.5
+    assert differ(reflected, plain) > 1.0
 
 
 @pytest.mark.parametrize(
