@@ -122,6 +122,20 @@ KSAMPLER_READS_FUNCTION_NAME = (
 """KSAMPLER.sample reads `sampler_function.__name__` unguarded (upstream master 2026-07-28 .. PR #15179): a
 functools.partial sampler function then fails on the first callback. Use `named_sampler_function`."""
 
+SA_SOLVER_RETURNS_LAST_STEP = "return x_pred" in _source(
+    _get(_module("comfy.k_diffusion.sampling"), "sample_sa_solver")
+)
+"""sample_sa_solver returns its last predicted state (0.29.0). On 0.3.52 and 0.3.75 it returns the state
+before it, so a one-step schedule that does not end at sigma 0 takes no step."""
+
+NO_LONE_STEP_SAMPLERS = frozenset(
+    {"sample_unipc", "sample_unipc_bh2"}
+    | (set() if SA_SOLVER_RETURNS_LAST_STEP else {"sample_sa_solver", "sample_sa_solver_pece"})
+)
+"""Sampler functions (by `__name__`) that take no step on a one-step schedule: UniPC picks
+`order = min(3, len(sigmas) - 2)`, order 0 on 2 sigmas, and only rescales its input (0.3.52 .. 0.29.0);
+SA-Solver, see SA_SOLVER_RETURNS_LAST_STEP."""
+
 _FIX_EMPTY_PARAMS = _params(_get(_sample, "fix_empty_latent_channels"))
 FIX_EMPTY_LATENT_HINTS = tuple(k for k in LATENT_HINT_KEYS if k in _FIX_EMPTY_PARAMS)
 """LATENT hint keys fix_empty_latent_channels accepts (spacial >= 0.11, temporal >= 0.22)."""
@@ -299,6 +313,7 @@ def features() -> dict[str, bool]:
         "inner_sample_latent_shapes": INNER_SAMPLE_TAKES_LATENT_SHAPES,
         "nested_latents": HAS_NESTED_LATENTS,
         "ksampler_reads_function_name": KSAMPLER_READS_FUNCTION_NAME,
+        "sa_solver_returns_last_step": SA_SOLVER_RETURNS_LAST_STEP,
         "fix_empty_latent_spacial": "downscale_ratio_spacial" in FIX_EMPTY_LATENT_HINTS,
         "fix_empty_latent_temporal": "downscale_ratio_temporal" in FIX_EMPTY_LATENT_HINTS,
         "injections": HAS_INJECTIONS,

@@ -21,7 +21,13 @@ import comfy.patcher_extension
 import comfy.samplers
 import torch
 
-from ..w2sd_core import ReflectionDiagnostics, ReflectionWindow, planned_nfe, sample_with_reflection
+from ..w2sd_core import (
+    ReflectionDiagnostics,
+    ReflectionWindow,
+    first_order_step,
+    planned_nfe,
+    sample_with_reflection,
+)
 from . import compat
 from .pair import ROLES, Side, W2SDPair
 
@@ -374,7 +380,12 @@ def w2sd_sampler_function(
     def weak(v: torch.Tensor, sigma: torch.Tensor) -> torch.Tensor:
         return model(v, sigma, **weak_args)
 
-    on_cpu = BROWNIAN_TREE_SAMPLERS.get(getattr(inner, "__name__", ""))
+    name = getattr(inner, "__name__", "")
+    # UniPC (and SA-Solver before 0.29) takes no step on a one-step schedule: with a non-empty window its
+    # one-step calls take the first-order step instead (DDIM, an Euler step in sigma space; also UniPC's
+    # own last step). Runs of two or more steps outside the window stay the sampler's.
+    single_step = first_order_step if name in compat.NO_LONE_STEP_SAMPLERS else None
+    on_cpu = BROWNIAN_TREE_SAMPLERS.get(name)
     if on_cpu is not None and options.get("noise_sampler") is None and len(sigmas) > 1:
         positive = sigmas[sigmas > 0]
         options["noise_sampler"] = comfy.k_diffusion.sampling.BrownianTreeNoiseSampler(
@@ -396,5 +407,6 @@ def w2sd_sampler_function(
         inversion_iters=inversion_iters,
         seed=extra_args.get("seed"),
         diagnostics=diagnostics,
+        single_step=single_step,
         **options,
     )
