@@ -427,6 +427,9 @@ def verdict(pair: PairDef, results: list[Result], sampler: str) -> str:
     ]
     base = by_row.get("stock")
     gain = "" if base is None else f" (target {base.target.value:.3f} -> {w.target.value:.3f})"
+    delta = w.delta.get(pair.metric)
+    if delta is not None and not (delta.low > 0 if pair.higher_is_better else delta.high < 0):
+        return f"NO: W2SD does not move the target beyond the paired interval ({delta.text()}){gain}"
     if dominated:
         names = ", ".join(r.label for r in dominated)
         return f"NO: {names} reaches W2SD's target at equal or better quality{gain}"
