@@ -8,6 +8,7 @@ from collections import Counter
 import pytest
 import torch
 from fixtures.checkpoints import SD3_MINI, SD15_MINI, SD15_MINI_FINETUNE, SD15_MINI_LORA
+from sampler_names import every_sampler_name
 
 REFLECTION = {
     "mode": "W2SD", "window": "steps", "start_percent": 0.0, "end_percent": 0.5, "reflect_steps": -1,
@@ -386,21 +387,6 @@ def test_two_checkpoints_and_lora_split_offload_under_memory_pressure(s, no_free
         rel = (low[name] - full[name]).abs().max().item() / full[name].abs().max().item()
         print(f"{name}: offloaded vs full load, relative max difference {rel:.1e}")
         assert rel < 1e-4, name
-
-
-def every_sampler_name():
-    """ComfyUI's sampler list, read without importing ComfyUI at collection time."""
-    import re
-
-    from comfy_server import comfyui_dir
-
-    source = (comfyui_dir() / "comfy" / "samplers.py").read_text()
-    k_diffusion = re.search(r"KSAMPLER_NAMES = \[(.*?)\]", source, re.S)
-    extra = re.search(r"SAMPLER_NAMES = KSAMPLER_NAMES \+ \[(.*?)\]", source, re.S)
-    names = []
-    for block in (k_diffusion, extra):
-        names += re.findall(r'"([^"]+)"', block.group(1)) if block else []
-    return names
 
 
 @pytest.mark.parametrize("sampler", every_sampler_name())
