@@ -1,0 +1,435 @@
+"""Trained miniature models for the learned benchmark: class-conditional digit MMDiTs, a LoRA, an exact VAE.
+
+The MMDiT weights are trained here on the CPU by `benchmarks/learned_train.py` from scikit-learn's 8x8
+digits and shipped in `benchmarks/learned_weights/` (fp16, ~4 MB each) together with the hash of the
+training script and data they came from (`manifest.json`; tests/core checks it still matches). What is
+not shipped is rebuilt deterministically: the CLIP-L text encoder (random but fixed weights, from
+tests/fixtures/checkpoints.py) and the VAE, whose weights are set by hand so that VAEEncode/VAEDecode are
+exact inverses on the data. `ensure_learned_models` assembles ComfyUI files from them once per content key
+(`~/.cache/w2sd-comfyui/learned/<key>/`, override with W2SD_LEARNED_CACHE), in a child process:
+
+    from learned_models import install_learned_models, DIGITS_STRONG, prompt
+    paths = install_learned_models(base_dir, comfyui_dir)   # {file name: base_dir/models/<kind>/<file>}
+
+Images are 64 x 64 px (a digit upsampled 8x, gray as RGB); latents 16 x 8 x 8, the digit in channel 0.
+This module imports only the standard library at top level; torch and ComfyUI are imported by `build()`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import fcntl
+import hashlib
+import importlib.metadata
+import json
+import logging
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+from typing import Any
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+WEIGHTS_DIR = REPO_ROOT / "benchmarks" / "learned_weights"
+TRAIN_SCRIPT = REPO_ROOT / "benchmarks" / "learned_train.py"
+JUDGES_SCRIPT = REPO_ROOT / "benchmarks" / "judges.py"
+FIXTURES_SCRIPT = REPO_ROOT / "tests" / "fixtures" / "checkpoints.py"
+CACHE_ROOT = Path(
+    os.environ.get(
+        "W2SD_LEARNED_CACHE",
+        Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "w2sd-comfyui" / "learned",
+    )
+)
+
+# -- files ------------------------------------------------------------------------------------------
+
+DIGITS_STRONG = "w2sd_digits_strong.safetensors"
+"""Class-conditional digit MMDiT (SD3 family) trained with the minority digit at STRONG_SHARE of its data;
+also the model of the CFG-gap and prompt pairs (DIGITS_COND is the same file)."""
+DIGITS_COND = DIGITS_STRONG
+DIGITS_WEAK = "w2sd_digits_weak.safetensors"
+"""DIGITS_STRONG fine-tuned on data with the minority digit at WEAK_SHARE: the weak side of the class-ratio pair."""
+DIGITS_LORA = "w2sd_digits_lora.safetensors"
+"""Kohya-format LoRA (`lora_unet_joint_blocks_*`) trained on top of DIGITS_WEAK on the data's class ratio."""
+DIGITS_VAE = "w2sd_digits_vae.safetensors"
+"""The exact digit VAE on its own (TAESD-shaped, hand-set weights) for VAELoader; the checkpoints hold it too."""
+
+LEARNED: dict[str, str] = {
+    DIGITS_STRONG: "checkpoints",
+    DIGITS_WEAK: "checkpoints",
+    DIGITS_LORA: "loras",
+    DIGITS_VAE: "vae",
+}
+"""Every learned file and the `models/` subfolder it belongs in."""
+
+WEIGHT_FILES = {
+    DIGITS_STRONG: "digits_strong.safetensors",
+    DIGITS_WEAK: "digits_weak.safetensors",
+    DIGITS_LORA: "digits_lora.safetensors",
+}
+"""Shipped trained weights (in WEIGHTS_DIR) behind each file."""
+
+# -- prompts and data set-up --------------------------------------------------------------------------
+
+RAW_PROMPT = "a handwritten digit"
+"""The raw prompt (no class); trained as the unconditional prompt, like the empty one."""
+NEGATIVE_PROMPT = ""
+
+
+def prompt(k: int) -> str:
+    """The refined (class) prompt for digit k: "a handwritten digit 3"."""
+    if not (isinstance(k, int) and 0 <= k <= 9):
+        raise ValueError(f"k: {k!r}, expected a digit 0..9")
+    return f"{RAW_PROMPT} {k}"
+
+
+MINORITY = 0
+"""The under-represented digit of the class-ratio set-up."""
+STRONG_SHARE = 0.04
+"""Share of the minority digit in DIGITS_STRONG's training data (the other digits share the rest equally)."""
+WEAK_SHARE = 0.005
+"""Share of the minority digit in DIGITS_WEAK's fine-tuning data."""
+LORA_SHARE = 0.1
+"""Share of the minority digit in the LoRA's training data: the data's own ratio (10 balanced classes)."""
+# The data's share is measured by the judges on the held-out digits (judges.class_shares): about 0.08-0.10.
+
+PIXEL_MEAN = 0.3
+PIXEL_STD = 0.4
+"""A digit pixel p in [0, 1] is the model-space latent z = (p - PIXEL_MEAN) / PIXEL_STD in channel 0 (others 0)."""
+SD3_SCALE, SD3_SHIFT = 1.5305, 0.0609
+"""ComfyUI's SD3 latent format: model-space z = (raw - SHIFT) * SCALE; a LATENT holds raw."""
+VAE_SCALE = PIXEL_STD * SD3_SCALE
+VAE_SHIFT = SD3_SHIFT - PIXEL_MEAN / VAE_SCALE
+"""TAESD's vae_scale / vae_shift: raw = encoder(p) / VAE_SCALE + VAE_SHIFT, so the encoder outputs p itself."""
+
+
+def latent_to_digit(samples: Any) -> Any:
+    """Raw LATENT samples (B, 16, 8, 8) -> unclamped digits (B, 8, 8): what the VAE decodes, before the clamp."""
+    return (samples[:, 0] - VAE_SHIFT) * VAE_SCALE
+
+
+PAIRS: dict[str, dict[str, Any]] = {
+    "checkpoints": {
+        "what": "two checkpoints whose training data have different class ratios (paper Sec. 3.2)",
+        "strong": DIGITS_STRONG,
+        "weak": DIGITS_WEAK,
+        "positive": RAW_PROMPT,
+        "negative": NEGATIVE_PROMPT,
+        "cfg": 1.0,
+        "metric": "minority_share",
+        "minority": MINORITY,
+        "shares": {"strong": STRONG_SHARE, "weak": WEAK_SHARE, "data": LORA_SHARE},
+        "goal": "share of MINORITY among samples moves from the strong model's toward the data's",
+    },
+    "lora": {
+        "what": "one LoRA at +s (strong) and -w (weak) on its base, through W2SDLoraSplit",
+        "checkpoint": DIGITS_WEAK,
+        "lora": DIGITS_LORA,
+        "scales": {"main": 0.8, "strong": 1.5, "weak": -1.5},
+        "positive": RAW_PROMPT,
+        "negative": NEGATIVE_PROMPT,
+        "cfg": 1.0,
+        "metric": "minority_share",
+        "minority": MINORITY,
+        "goal": "share of MINORITY moves from the LoRA-at-main-scale model's toward the data's",
+    },
+    "cfg": {
+        "what": "CFG gap (Z-Sampling) on the class-conditional model, through W2SDCFGGap",
+        "checkpoint": DIGITS_COND,
+        "positive": "prompt(k) for k in 0..9",
+        "negative": NEGATIVE_PROMPT,
+        "cfg": 1.0,
+        "strong_cfg": 3.0,
+        "weak_cfg": 0.0,
+        "metric": "prompt_accuracy",
+        "goal": "share of samples the classifier calls the prompt's digit rises",
+    },
+    "prompt": {
+        "what": "refined vs raw prompt on one model, through W2SDModelPair (per-side positive)",
+        "checkpoint": DIGITS_COND,
+        "strong_positive": "prompt(k)",
+        "weak_positive": RAW_PROMPT,
+        "negative": NEGATIVE_PROMPT,
+        "cfg": 1.0,
+        "metric": "prompt_accuracy",
+        "goal": "share of samples the classifier calls the refined prompt's digit rises",
+    },
+    "lora_cfg": {
+        "what": "LoRA split and CFG gap stacked (the paper's best setting): W2SDLoraSplit -> W2SDCFGGap",
+        "checkpoint": DIGITS_WEAK,
+        "lora": DIGITS_LORA,
+        "scales": {"main": 0.8, "strong": 1.5, "weak": -1.5},
+        "positive": "prompt(k) for k in 0..9",
+        "negative": NEGATIVE_PROMPT,
+        "cfg": 1.0,
+        "strong_cfg": 3.0,
+        "weak_cfg": 0.0,
+        "metric": "prompt_accuracy",
+        "goal": "prompt accuracy rises (and the minority digit's prompt accuracy with it)",
+    },
+}
+"""The paper's pairs on these models: files, prompts, scales and the metric each should move."""
+
+
+# -- cache ----------------------------------------------------------------------------------------------
+
+
+TRAINING_FIXTURE_FUNCTIONS = (
+    "_seed",
+    "deterministic_fill",
+    "_unet_config_sd3_mini",
+    "_diffusion_model_sd",
+    "_clip_l_sd",
+    "_taesd_sd",
+    "_checkpoint_sd",
+)
+"""The parts of tests/fixtures/checkpoints.py training depends on (init, CLIP weights, layout)."""
+
+
+def source_hash() -> str:
+    """Hash of what the shipped weights are a function of: the training script, the train split, the set-up
+    constants and the fixture code that makes the CLIP and the initial weights. Imports numpy/scikit-learn."""
+    import inspect
+
+    for folder in (JUDGES_SCRIPT.parent, FIXTURES_SCRIPT.parents[1]):
+        if str(folder) not in sys.path:
+            sys.path.insert(0, str(folder))
+    import judges
+    from fixtures import checkpoints
+
+    digits = judges.load_digits()
+    h = hashlib.sha256(TRAIN_SCRIPT.read_bytes())
+    h.update(digits.train_x.tobytes())
+    h.update(digits.train_y.tobytes())
+    setup = (MINORITY, STRONG_SHARE, WEAK_SHARE, LORA_SHARE, PIXEL_MEAN, PIXEL_STD, NEGATIVE_PROMPT)
+    h.update(repr((setup, [prompt(k) for k in range(10)], RAW_PROMPT)).encode())
+    for name in TRAINING_FIXTURE_FUNCTIONS:
+        h.update(inspect.getsource(getattr(checkpoints, name)).encode())
+    return h.hexdigest()[:16]
+
+
+def comfyui_version(comfyui_dir: str | os.PathLike[str]) -> str:
+    import re
+
+    text = (Path(comfyui_dir) / "comfyui_version.py").read_text()
+    match = re.search(r"__version__\s*=\s*['\"]([^'\"]+)", text)
+    if match is None:
+        raise ValueError(f"no __version__ in {comfyui_dir}/comfyui_version.py")
+    return match.group(1)
+
+
+def cache_key(comfyui_dir: str | os.PathLike[str]) -> str:
+    """Hash of the shipped weights, this builder, the CLIP builder, ComfyUI version and torch version."""
+    h = hashlib.sha256(Path(__file__).read_bytes())
+    h.update(FIXTURES_SCRIPT.read_bytes())
+    for name in sorted(WEIGHT_FILES.values()):
+        h.update((WEIGHTS_DIR / name).read_bytes())
+    h.update(comfyui_version(comfyui_dir).encode())
+    h.update(importlib.metadata.version("torch").encode())
+    return h.hexdigest()[:16]
+
+
+def _complete(folder: Path) -> bool:
+    return all((folder / name).is_file() for name in LEARNED)
+
+
+def ensure_learned_models(comfyui_dir: str | os.PathLike[str], python: str | None = None) -> Path:
+    """Return the cache folder holding every learned file, assembling and verifying it first if needed."""
+    comfyui_dir = Path(comfyui_dir).resolve()
+    folder = CACHE_ROOT / cache_key(comfyui_dir)
+    if _complete(folder):
+        return folder
+    CACHE_ROOT.mkdir(parents=True, exist_ok=True)
+    with open(CACHE_ROOT / f"{folder.name}.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if _complete(folder):
+            return folder
+        tmp = Path(tempfile.mkdtemp(prefix=f"{folder.name}.", dir=CACHE_ROOT))
+        try:
+            cmd = [python or sys.executable, __file__, "--comfyui", str(comfyui_dir), "--out", str(tmp)]
+            proc = subprocess.run(cmd, capture_output=True, text=True)
+            if proc.returncode != 0:
+                raise RuntimeError(
+                    f"building the learned models failed (exit {proc.returncode}: {' '.join(cmd)}):\n{proc.stdout}\n{proc.stderr}"
+                )
+            shutil.rmtree(folder, ignore_errors=True)
+            tmp.chmod(0o755)
+            tmp.rename(folder)
+        finally:
+            shutil.rmtree(tmp, ignore_errors=True)
+    return folder
+
+
+def install_learned_models(
+    base_dir: str | os.PathLike[str], comfyui_dir: str | os.PathLike[str], python: str | None = None
+) -> dict[str, Path]:
+    """Link every learned file into `<base_dir>/models/<subfolder>/`; returns {file name: installed path}."""
+    folder = ensure_learned_models(comfyui_dir, python)
+    installed = {}
+    for name, subfolder in LEARNED.items():
+        target = Path(base_dir) / "models" / subfolder / name
+        target.parent.mkdir(parents=True, exist_ok=True)
+        if target.is_symlink() or target.exists():
+            target.unlink()
+        try:
+            target.symlink_to(folder / name)
+        except OSError:
+            shutil.copyfile(folder / name, target)
+        installed[name] = target
+    return installed
+
+
+# ---------------------------------------------------------------------------------------------------
+# Building (child process: torch and ComfyUI imported here only)
+# ---------------------------------------------------------------------------------------------------
+
+
+def _fixtures() -> Any:
+    sys.path.insert(0, str(FIXTURES_SCRIPT.parent.parent))
+    from fixtures import checkpoints
+
+    return checkpoints
+
+
+def digit_vae_sd() -> dict[str, Any]:
+    """TAESD-shaped VAE (16 latent channels) whose encode/decode are exact inverses on 8x-upsampled digits.
+
+    Encoder: gray -> channel 0, identity blocks (ReLU of a non-negative signal), stride-2 convs that pick
+    one pixel of each 2x2: the 64 x 64 image's pixel (8i, 8j) is latent (i, j); other channels hold the
+    mean so their model-space latent is 0. Decoder: undoes TAESD's tanh clamp with a 64-knot
+    piecewise-linear inverse (ReLU(y - t_i) per channel), carried through identity blocks and nearest
+    upsampling, summed back to gray.
+    """
+    import comfy.taesd.taesd
+    import torch
+
+    sd = {
+        k: torch.zeros_like(v, dtype=torch.float32)
+        for k, v in comfy.taesd.taesd.TAESD(latent_channels=16).state_dict().items()
+    }
+    sd["vae_scale"] = torch.tensor(VAE_SCALE)
+    sd["vae_shift"] = torch.tensor(VAE_SHIFT)
+
+    def identity(key: str, channels: int = 64) -> None:
+        for c in range(channels):
+            sd[key][c, c, 1, 1] = 1.0
+
+    enc, dec = "taesd_encoder", "taesd_decoder"
+    sd[f"{enc}.0.weight"][0, :, 1, 1] = 1.0 / 3.0
+    for i in (2, 6, 10):
+        identity(f"{enc}.{i}.weight")
+    sd[f"{enc}.14.weight"][0, 0, 1, 1] = 1.0
+    sd[f"{enc}.14.bias"][1:] = PIXEL_MEAN
+    # Blocks keep their zero convs: Block(x) = ReLU(x + 0) = x for the non-negative signals here.
+
+    knots = torch.linspace(0.0, 1.2, 64, dtype=torch.float64)
+    inverse_clamp = 3 * torch.atanh(knots / 3)  # tanh(p / 3) * 3 = y  <=>  p = 3 atanh(y / 3)
+    slopes = torch.diff(inverse_clamp) / torch.diff(knots)
+    coeffs = torch.cat([slopes[:1], torch.diff(slopes), torch.zeros(1, dtype=torch.float64)])
+    sd[f"{dec}.1.weight"][:, 0, 1, 1] = 1.0
+    sd[f"{dec}.1.bias"][:] = -knots.float()
+    for i in (7, 12, 17):
+        identity(f"{dec}.{i}.weight")
+    for rgb in range(3):
+        sd[f"{dec}.19.weight"][rgb, :, 1, 1] = coeffs.float()
+    # decode() returns 2 * out - 1 and the VAE wrapper maps it back by (x + 1) / 2: out is the pixel.
+    return sd
+
+
+def _checkpoint(
+    fx: Any, model: Any, unet_sd: dict[str, Any], clip_sd: dict[str, Any], vae_sd: dict[str, Any]
+) -> dict[str, Any]:
+    return fx._checkpoint_sd(model, unet_sd, clip_sd, vae_sd)
+
+
+def build(comfyui_dir: Path, out_dir: Path) -> None:
+    """Assemble every learned file into out_dir from the shipped weights and verify it (CPU only)."""
+    sys.path.insert(0, str(comfyui_dir))
+    import comfy.cli_args
+
+    comfy.cli_args.args.cpu = True
+    import comfy.utils
+    import safetensors.torch
+
+    fx = _fixtures()
+    model, _ = fx._diffusion_model_sd(fx._unet_config_sd3_mini())
+    clip_sd = fx._clip_l_sd()
+    vae_sd = digit_vae_sd()
+    for name in (DIGITS_STRONG, DIGITS_WEAK):
+        unet_sd = comfy.utils.load_torch_file(str(WEIGHTS_DIR / WEIGHT_FILES[name]))
+        sd = _checkpoint(fx, model, unet_sd, clip_sd, vae_sd)
+        safetensors.torch.save_file(sd, str(out_dir / name), metadata={"w2sd_learned": name})
+    shutil.copyfile(WEIGHTS_DIR / WEIGHT_FILES[DIGITS_LORA], out_dir / DIGITS_LORA)
+    safetensors.torch.save_file({k: v.contiguous() for k, v in vae_sd.items()}, str(out_dir / DIGITS_VAE))
+    verify(out_dir)
+
+
+def verify(out_dir: Path) -> dict[str, float]:
+    """Load every file through the stock loaders; check the VAE round trip and that every LoRA module maps."""
+    import comfy.lora
+    import comfy.model_base
+    import comfy.sd
+    import comfy.utils
+    import torch
+
+    sys.path.insert(0, str(JUDGES_SCRIPT.parent))
+    import judges
+
+    figures = {}
+    digits = torch.from_numpy(judges.load_digits().test_x)
+    image = torch.from_numpy(judges.digit_to_image(digits))
+    for name in (DIGITS_STRONG, DIGITS_WEAK):
+        model, clip, vae, _ = comfy.sd.load_checkpoint_guess_config(str(out_dir / name))
+        if not isinstance(model.model, comfy.model_base.SD3) or clip is None or vae is None:
+            raise RuntimeError(
+                f"{name}: loaded as {type(model.model).__name__} (clip {clip}, vae {vae}), expected SD3"
+            )
+        raw = vae.encode(image)
+        z = (raw - SD3_SHIFT) * SD3_SCALE
+        expected = (digits - PIXEL_MEAN) / PIXEL_STD
+        figures["encode_error"] = float((z[:, 0] - expected).abs().max())
+        figures["encode_other_channels"] = float(z[:, 1:].abs().max())
+        back = judges.image_to_digit(vae.decode(raw))
+        figures["round_trip_error"] = float((torch.from_numpy(back) - digits).abs().max())
+        if (
+            figures["encode_error"] > 1e-3
+            or figures["encode_other_channels"] > 1e-3
+            or figures["round_trip_error"] > 2e-3
+        ):
+            raise RuntimeError(f"{name}: VAE is not exact on the digits: {figures}")
+        if name == DIGITS_WEAK:
+            lora_sd = comfy.utils.load_torch_file(str(out_dir / DIGITS_LORA))
+            key_map = comfy.lora.model_lora_keys_unet(model.model, {})
+            patches = comfy.lora.load_lora(lora_sd, key_map)
+            modules = len([k for k in lora_sd if k.endswith(".alpha")])
+            if modules == 0 or len(patches) != modules:
+                raise RuntimeError(f"{DIGITS_LORA}: {len(patches)} of {modules} modules mapped")
+            figures["lora_modules"] = modules
+    vae = comfy.sd.VAE(sd=comfy.utils.load_torch_file(str(out_dir / DIGITS_VAE)))
+    if vae.latent_channels != 16:
+        raise RuntimeError(f"{DIGITS_VAE}: {vae.latent_channels} latent channels, expected 16")
+    return figures
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--comfyui", type=Path, required=True, help="ComfyUI source folder")
+    parser.add_argument("--out", type=Path, required=True, help="folder to write the learned files into")
+    args = parser.parse_args()
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(message)s")
+    os.environ.setdefault("OMP_NUM_THREADS", "1")
+    args.out.mkdir(parents=True, exist_ok=True)
+    build(args.comfyui.resolve(), args.out)
+    for name in LEARNED:
+        print(f"built {name} ({(args.out / name).stat().st_size / 2**20:.1f} MiB)")
+
+
+def manifest() -> dict[str, Any]:
+    """The shipped weights' manifest (written by benchmarks/learned_train.py)."""
+    return json.loads((WEIGHTS_DIR / "manifest.json").read_text())
+
+
+if __name__ == "__main__":
+    main()
