@@ -433,6 +433,16 @@ def verdict(pair: PairDef, results: list[Result], sampler: str) -> str:
     if dominated:
         names = ", ".join(r.label for r in dominated)
         return f"NO: {names} reaches W2SD's target at equal or better quality{gain}"
+    missing = [
+        what
+        for what, ok in (
+            ("stock at equal NFE", "stock_nfe" in by_row),
+            ("the stock CFG sweep", any(name.startswith("cfg_") for name in by_row)),
+        )
+        if not ok
+    ]
+    if missing:
+        return f"W2SD beats stock{gain}; not compared with {' or '.join(missing)} (rows not run)"
     return f"yes: no stock row (cfg sweep, equal NFE) reaches W2SD's target at its quality{gain}"
 
 
@@ -619,6 +629,15 @@ def data_share(k: int) -> float:
     return float(judges.class_shares(judges.load_digits().test_x)[k])
 
 
+def weights_id(stand_in: bool) -> str:
+    if stand_in:
+        return "random-weight SD3 fixture (stand-in)"
+    import learned_models
+
+    m = learned_models.manifest()
+    return f"benchmarks/learned_weights source_hash {m.get('source_hash')}"
+
+
 def machine() -> str:
     import torch
 
@@ -694,7 +713,7 @@ def main(argv: list[str] | None = None) -> int:
     meta = [
         f"Run {datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC, {wall / 60:.1f} min: {machine()}",
         f"{args.steps} steps, {SIZE} px (8x8 latents), {args.samples} samples per row from fixed seeds, "
-        f"{args.bootstrap} bootstrap rounds; command: `benchmarks/learned.py {' '.join(argv or sys.argv[1:])}`",
+        f"{args.bootstrap} bootstrap rounds; weights: {weights_id(args.stand_in)}; command: `benchmarks/learned.py {' '.join(argv or sys.argv[1:])}`",
     ]
     text = markdown(pairs, results, meta)
     print(text)
