@@ -234,7 +234,8 @@ def main() -> None:
     for p in params:
         p.requires_grad_(False)
     lora = LoRA(model.diffusion_model, torch.Generator().manual_seed(SEEDS["lora"]))
-    save(lm.DIGITS_LORA, lora.kohya_sd(), train(model, lora.params(), "lora", batches, lm.LORA_SHARE))
+    losses = train(model, lora.params(), "lora", batches, lm.LORA_SHARE)
+    save(lm.DIGITS_LORA, lora.kohya_sd(), losses)  # after training: kohya_sd() copies the tensors
 
     manifest = {
         "source_hash": lm.source_hash(),
