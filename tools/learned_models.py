@@ -18,16 +18,13 @@ This module imports only the standard library at top level; torch and ComfyUI ar
 from __future__ import annotations
 
 import argparse
-import fcntl
 import hashlib
 import importlib.metadata
 import json
 import logging
 import os
 import shutil
-import subprocess
 import sys
-import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -231,54 +228,19 @@ def cache_key(comfyui_dir: str | os.PathLike[str]) -> str:
     return h.hexdigest()[:16]
 
 
-def _complete(folder: Path) -> bool:
-    return all((folder / name).is_file() for name in LEARNED)
-
-
 def ensure_learned_models(comfyui_dir: str | os.PathLike[str], python: str | None = None) -> Path:
     """Return the cache folder holding every learned file, assembling and verifying it first if needed."""
-    comfyui_dir = Path(comfyui_dir).resolve()
-    folder = CACHE_ROOT / cache_key(comfyui_dir)
-    if _complete(folder):
-        return folder
-    CACHE_ROOT.mkdir(parents=True, exist_ok=True)
-    with open(CACHE_ROOT / f"{folder.name}.lock", "w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
-        if _complete(folder):
-            return folder
-        tmp = Path(tempfile.mkdtemp(prefix=f"{folder.name}.", dir=CACHE_ROOT))
-        try:
-            cmd = [python or sys.executable, __file__, "--comfyui", str(comfyui_dir), "--out", str(tmp)]
-            proc = subprocess.run(cmd, capture_output=True, text=True)
-            if proc.returncode != 0:
-                raise RuntimeError(
-                    f"building the learned models failed (exit {proc.returncode}: {' '.join(cmd)}):\n{proc.stdout}\n{proc.stderr}"
-                )
-            shutil.rmtree(folder, ignore_errors=True)
-            tmp.chmod(0o755)
-            tmp.rename(folder)
-        finally:
-            shutil.rmtree(tmp, ignore_errors=True)
-    return folder
+    key = cache_key(Path(comfyui_dir).resolve())
+    return _fixtures().build_cached(
+        CACHE_ROOT, key, LEARNED, __file__, comfyui_dir, python, "the learned models"
+    )
 
 
 def install_learned_models(
     base_dir: str | os.PathLike[str], comfyui_dir: str | os.PathLike[str], python: str | None = None
 ) -> dict[str, Path]:
     """Link every learned file into `<base_dir>/models/<subfolder>/`; returns {file name: installed path}."""
-    folder = ensure_learned_models(comfyui_dir, python)
-    installed = {}
-    for name, subfolder in LEARNED.items():
-        target = Path(base_dir) / "models" / subfolder / name
-        target.parent.mkdir(parents=True, exist_ok=True)
-        if target.is_symlink() or target.exists():
-            target.unlink()
-        try:
-            target.symlink_to(folder / name)
-        except OSError:
-            shutil.copyfile(folder / name, target)
-        installed[name] = target
-    return installed
+    return _fixtures().link_into_models(ensure_learned_models(comfyui_dir, python), LEARNED, base_dir)
 
 
 # ---------------------------------------------------------------------------------------------------
