@@ -80,7 +80,7 @@ def classifier() -> Classifier:
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     try:
-        with torch.random.fork_rng(devices=[]):
+        with torch.random.fork_rng(devices=[]), torch.enable_grad():  # callers may be under no_grad
             torch.manual_seed(CLASSIFIER_SEED)
             model = Classifier()
             opt = torch.optim.Adam(model.parameters(), lr=1e-2, weight_decay=1e-4)

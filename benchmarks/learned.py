@@ -258,8 +258,8 @@ real digits, mean pixel distance to the nearest held-out digit, share of decoded
 class Judge:
     """Metrics of a set of samples (benchmarks/judges.py), each with a bootstrap interval over the samples."""
 
-    def __init__(self, stand_in: bool, minority: int = 0) -> None:
-        self.stand_in, self.minority = stand_in, minority
+    def __init__(self, stand_in: bool, minority: tuple[int, ...] = (0,)) -> None:
+        self.stand_in, self.minority = stand_in, tuple(minority)
         import judges
 
         self.j = judges
@@ -284,7 +284,7 @@ class Judge:
         self, metric: str, v: dict[str, np.ndarray], classes: np.ndarray
     ) -> Callable[[np.ndarray], float]:
         if metric == "minority_share":
-            hits = (v["pred"] == self.minority).astype(float)
+            hits = np.isin(v["pred"], self.minority).astype(float)
             return lambda idx: float(hits[idx].mean())
         if metric == "prompt_accuracy":
             hits = (v["pred"] == classes).astype(float)
@@ -615,18 +615,19 @@ def learned_pairs() -> list[PairDef]:
             continue
         reference = ""
         if spec[key]["metric"] == "minority_share":
+            digits = spec[key]["minority"]
             reference = (
-                f"digit {spec[key]['minority']}; the data's share: {data_share(spec[key]['minority']):.3f}"
+                f"digits {', '.join(map(str, digits))}; the data's share: {data_share(digits):.3f}"
             )
         defs.append(PairDef(key, titles[key], spec[key]["metric"], True, build, reference))
     return defs
 
 
-def data_share(k: int) -> float:
-    """Share of digit k among the held-out real digits, as the classifier sees them."""
+def data_share(digits: tuple[int, ...]) -> float:
+    """Share of these digits among the held-out real digits, as the classifier sees them."""
     import judges
 
-    return float(judges.class_shares(judges.load_digits().test_x)[k])
+    return float(judges.class_shares(judges.load_digits().test_x)[list(digits)].sum())
 
 
 def weights_id(stand_in: bool) -> str:
@@ -695,7 +696,7 @@ def main(argv: list[str] | None = None) -> int:
     if bad := [k for k in keys if k not in {x.key for x in all_pairs}]:
         p.error(f"--pairs: {', '.join(bad)} unknown (allowed: {', '.join(x.key for x in all_pairs)})")
     pairs = [x for x in all_pairs if x.key in keys]
-    judge = Judge(args.stand_in, 0 if args.stand_in else __import__("learned_models").MINORITY)
+    judge = Judge(args.stand_in, (0,) if args.stand_in else __import__("learned_models").MINORITY)
     start = time.perf_counter()
     results = run_benchmark(
         s,

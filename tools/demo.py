@@ -298,9 +298,9 @@ def judge_column(row: str, images: list[np.ndarray], asked: list[int | None]) ->
     if spec["metric"] == "prompt_accuracy":
         hits = int((pred == np.array(asked)).sum())
         return f"prompt accuracy {hits / len(pred):.2f} ({hits}/{len(pred)})"
-    k = spec["minority"]
-    hits = int((pred == k).sum())
-    return f"digit-{k} share {hits / len(pred):.2f} ({hits}/{len(pred)})"
+    digits = spec["minority"]
+    hits = int(np.isin(pred, digits).sum())
+    return f"digits {min(digits)}-{max(digits)} share {hits / len(pred):.2f} ({hits}/{len(pred)})"
 
 
 def _font(size: int) -> Any:

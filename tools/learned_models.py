@@ -43,11 +43,11 @@ CACHE_ROOT = Path(
 # -- files ------------------------------------------------------------------------------------------
 
 DIGITS_STRONG = "w2sd_digits_strong.safetensors"
-"""Class-conditional digit MMDiT (SD3 family) trained with the minority digit at STRONG_SHARE of its data;
+"""Class-conditional digit MMDiT (SD3 family) trained with the minority digits at STRONG_SHARE of its data;
 also the model of the CFG-gap and prompt pairs (DIGITS_COND is the same file)."""
 DIGITS_COND = DIGITS_STRONG
 DIGITS_WEAK = "w2sd_digits_weak.safetensors"
-"""DIGITS_STRONG fine-tuned on data with the minority digit at WEAK_SHARE: the weak side of the class-ratio pair."""
+"""DIGITS_STRONG fine-tuned on data with the minority digits at WEAK_SHARE: the weak side of the class-ratio pair."""
 DIGITS_LORA = "w2sd_digits_lora.safetensors"
 """Kohya-format LoRA (`lora_unet_joint_blocks_*`) trained on top of DIGITS_WEAK on the data's class ratio."""
 DIGITS_VAE = "w2sd_digits_vae.safetensors"
@@ -82,15 +82,16 @@ def prompt(k: int) -> str:
     return f"{RAW_PROMPT} {k}"
 
 
-MINORITY = 0
-"""The under-represented digit of the class-ratio set-up."""
-STRONG_SHARE = 0.04
-"""Share of the minority digit in DIGITS_STRONG's training data (the other digits share the rest equally)."""
-WEAK_SHARE = 0.005
-"""Share of the minority digit in DIGITS_WEAK's fine-tuning data."""
-LORA_SHARE = 0.1
-"""Share of the minority digit in the LoRA's training data: the data's own ratio (10 balanced classes)."""
-# The data's share is measured by the judges on the held-out digits (judges.class_shares): about 0.08-0.10.
+MINORITY = (0, 1, 2, 3, 4)
+"""The under-represented digits of the class-ratio set-up (half of the data, each digit about 1/10)."""
+STRONG_SHARE = 0.3
+"""Share of the minority digits in DIGITS_STRONG's training data (each digit of a side shares its side's part
+equally)."""
+WEAK_SHARE = 0.1
+"""Share of the minority digits in DIGITS_WEAK's fine-tuning data."""
+LORA_SHARE = 0.5
+"""Share of the minority digits in the LoRA's training data: the data's own ratio (10 balanced classes)."""
+# The data's share is measured by the judges on the held-out digits (judges.class_shares): about 0.5.
 
 PIXEL_MEAN = 0.3
 PIXEL_STD = 0.4
@@ -164,7 +165,7 @@ PAIRS: dict[str, dict[str, Any]] = {
         "strong_cfg": 3.0,
         "weak_cfg": 0.0,
         "metric": "prompt_accuracy",
-        "goal": "prompt accuracy rises (and the minority digit's prompt accuracy with it)",
+        "goal": "prompt accuracy rises (and the minority digits' prompt accuracy with it)",
     },
 }
 """The paper's pairs on these models: files, prompts, scales and the metric each should move."""
