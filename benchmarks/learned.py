@@ -90,8 +90,10 @@ ROWS: dict[str, Row] = {
         Row("stock", "stock KSampler"),
         Row("stock_nfe", "stock, W2SD's NFE (more steps)", steps=lambda t: t + 2 * default_lambda(t)),
         Row("w2sd", "W2SD, default window (0..0.5, explicit)", _w2sd()),
+        Row("w2sd_075", "W2SD, window 0..0.75", _w2sd(end_percent=0.75)),
         Row("w2sd_all", "W2SD, every step but the last (official code)", _w2sd(window="steps")),
         Row("s2wd", "S2WD (roles swapped)", _w2sd(mode="S2WD (diagnosis)")),
+        Row("s2wd_all", "S2WD, every step but the last", _w2sd(mode="S2WD (diagnosis)", window="steps")),
         Row("resample", "Re-Sampling (vanilla)", _w2sd(mode="Re-Sampling (vanilla)")),
         Row("resample_aligned", "Re-Sampling (aligned)", _w2sd(mode="Re-Sampling (aligned)")),
         Row("equal_budget", "W2SD equal_budget (NFE <= stock)", _w2sd(equal_budget=True)),
@@ -698,30 +700,39 @@ def main(argv: list[str] | None = None) -> int:
     pairs = [x for x in all_pairs if x.key in keys]
     judge = Judge(args.stand_in, (0,) if args.stand_in else __import__("learned_models").MINORITY)
     start = time.perf_counter()
-    results = run_benchmark(
-        s,
-        judge,
-        pairs,
-        rows,
-        samplers,
-        args.samples,
-        args.steps,
-        args.batch,
-        args.bootstrap,
-        tuple(float(c) for c in args.cfgs.split(",")),
-    )
-    wall = time.perf_counter() - start
-    meta = [
-        f"Run {datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC, {wall / 60:.1f} min: {machine()}",
-        f"{args.steps} steps, {SIZE} px (8x8 latents), {args.samples} samples per row from fixed seeds, "
-        f"{args.bootstrap} bootstrap rounds; weights: {weights_id(args.stand_in)}; command: `benchmarks/learned.py {' '.join(argv or sys.argv[1:])}`",
-    ]
-    text = markdown(pairs, results, meta)
-    print(text)
+    results: list[Result] = []
+
+    def report(final: bool) -> str:
+        wall = time.perf_counter() - start
+        meta = [
+            f"Run {datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC, {wall / 60:.1f} min"
+            f"{'' if final else ' so far (interrupted or still running)'}: {machine()}",
+            f"{args.steps} steps, {SIZE} px (8x8 latents), {args.samples} samples per row from fixed seeds, "
+            f"{args.bootstrap} bootstrap rounds; weights: {weights_id(args.stand_in)}; command: `benchmarks/learned.py {' '.join(argv or sys.argv[1:])}`",
+        ]
+        text = markdown(pairs, results, meta)
+        if not args.no_write:  # after every pair, so a long run that stops keeps what it measured
+            args.results.parent.mkdir(parents=True, exist_ok=True)
+            args.results.write_text(text)
+            figure(pairs, results, samplers[0], args.figure)
+        return text
+
+    for pair in pairs:
+        results += run_benchmark(
+            s,
+            judge,
+            [pair],
+            rows,
+            samplers,
+            args.samples,
+            args.steps,
+            args.batch,
+            args.bootstrap,
+            tuple(float(c) for c in args.cfgs.split(",")),
+        )
+        report(final=False)
+    print(report(final=True))
     if not args.no_write:
-        args.results.parent.mkdir(parents=True, exist_ok=True)
-        args.results.write_text(text)
-        figure(pairs, results, samplers[0], args.figure)
         print(f"wrote {args.results} and {args.figure}")
     return 0
 
