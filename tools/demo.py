@@ -320,7 +320,8 @@ def _tile(images: list[np.ndarray], per_line: int) -> Image.Image:
         lines = [images[i : i + SHEET_GRID] for i in range(0, len(images), SHEET_GRID)]
     for r, line in enumerate(lines[:SHEET_GRID]):
         for c, image in enumerate(line[:SHEET_GRID]):
-            out.paste(Image.fromarray(image).resize((cell, cell), Image.NEAREST), (c * cell, r * cell))
+            sample = Image.fromarray(image).resize((cell - 2, cell - 2), Image.NEAREST)
+            out.paste(sample, (c * cell + 1, r * cell + 1))  # a white line between samples
     return out
 
 
