@@ -618,9 +618,7 @@ def learned_pairs() -> list[PairDef]:
         reference = ""
         if spec[key]["metric"] == "minority_share":
             digits = spec[key]["minority"]
-            reference = (
-                f"digits {', '.join(map(str, digits))}; the data's share: {data_share(digits):.3f}"
-            )
+            reference = f"digits {', '.join(map(str, digits))}; the data's share: {data_share(digits):.3f}"
         defs.append(PairDef(key, titles[key], spec[key]["metric"], True, build, reference))
     return defs
 

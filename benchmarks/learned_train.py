@@ -125,7 +125,7 @@ def evaluate(model: Any, batches: Batches, label: str) -> dict[str, float]:
 
     def sample(which: torch.Tensor, cfg: float) -> torch.Tensor:
         x = torch.randn(n, 16, 8, 8, generator=gen)
-        for s, s_next in zip(sigmas[:-1], sigmas[1:]):
+        for s, s_next in zip(sigmas[:-1], sigmas[1:], strict=True):
             sig = s.expand(n)
             d = model.apply_model(x, sig, c_crossattn=batches.cond[which], y=batches.pooled[which])
             if cfg != 1:
@@ -299,7 +299,9 @@ def main() -> None:
         record[name] = {
             "steps": len(losses),
             "final_loss": round(sum(losses[-50:]) / len(losses[-50:]), 4),
-            "alone": evaluate(model, batches, f"{name} alone (fp32{', LoRA at 1.0' if name == lm.DIGITS_LORA else ''})"),
+            "alone": evaluate(
+                model, batches, f"{name} alone (fp32{', LoRA at 1.0' if name == lm.DIGITS_LORA else ''})"
+            ),
         }
 
     save(

@@ -66,7 +66,9 @@ def test_w2sd_moves_the_target_and_s2wd_the_other_way(bench, key):
     report = f"{key} {pair.metric}: {values}; W2SD - stock {up.text()}, S2WD - stock {down.text()}"
     print(report)
     if key in AT_CEILING:
-        assert values["stock"] >= 0.95 and up.low >= 0 and up.value >= 0, f"W2SD lowered {pair.metric}: {report}"
+        assert values["stock"] >= 0.95 and up.low >= 0 and up.value >= 0, (
+            f"W2SD lowered {pair.metric}: {report}"
+        )
     else:
         assert up.low > 0, f"W2SD did not raise {pair.metric} beyond the interval: {report}"
     assert down.high < 0, f"S2WD did not lower {pair.metric} beyond the interval: {report}"
