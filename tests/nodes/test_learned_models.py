@@ -64,7 +64,8 @@ def test_vae_round_trip_is_exact_on_digits(comfyui, checkpoint, learned, digits)
 
 def test_latent_is_unit_scale_in_model_space(comfyui, checkpoint, learned):
     """The digit channel reaches the MMDiT roughly standardised (the scale the flow was trained at)."""
-    image = torch.from_numpy(judges.digit_to_image(judges.load_digits().train_x))
+    # 300 of the training digits: the statistics are the data's, at a fifth of the full set's encode time.
+    image = torch.from_numpy(judges.digit_to_image(judges.load_digits().train_x[:300]))
     (latent,) = comfyui.execute("VAEEncode", pixels=image, vae=checkpoint[2])
     z = checkpoint[0].model.latent_format.process_in(latent["samples"])
     assert abs(float(z[:, 0].mean())) < 0.1 and 0.8 < float(z[:, 0].std()) < 1.1
