@@ -7,9 +7,11 @@ nodes a user wires: CheckpointLoaderSimple -> CLIPTextEncode -> EmptySD3LatentIm
 or W2SDKSampler + W2SDModelPair / W2SDLoraSplit / W2SDCFGGap (W2SD) -> VAEDecode, in-process.
 
 Rows per pair: stock; stock at W2SD's NFE (more steps); stock over a CFG sweep (its trade-off curve);
-W2SD with the pack's default window (percent 0..0.5, explicit inversion); W2SD on every step but the
-last (the official code); S2WD; Re-Sampling vanilla / aligned; equal_budget; fixed-point inversion 1 and
-3. Every figure carries a 95% bootstrap interval over the samples (each sample = its own seeded noise).
+W2SD with the node's defaults (window percent 0..0.5, fixed-point inversion with 1 iteration); the same
+window with the paper's explicit inversion; W2SD on every step but the last (the official code:
+explicit inversion); S2WD; Re-Sampling vanilla / aligned; equal_budget; fixed-point inversion with 3
+iterations. Every figure carries a 95% bootstrap interval over the samples (each sample = its own
+seeded noise).
 
     .venv/bin/python benchmarks/learned.py                       # the published run (writes results)
     .venv/bin/python benchmarks/learned.py --quick               # 100 samples, euler, a few rows
@@ -60,10 +62,12 @@ SEED = 1000
 # Rows: what each one runs (stock KSampler or W2SD KSampler with reflection settings)
 # ---------------------------------------------------------------------------------------------------
 
+# The W2SD KSampler's widget defaults (nodes/reflection_inputs.py).
 W2SD_DEFAULT = {
     "mode": "W2SD", "window": "percent", "start_percent": 0.0, "end_percent": 0.5, "reflect_steps": -1,
-    "inversion": "explicit", "inversion_iters": 3, "equal_budget": False,
+    "inversion": "fixed_point", "inversion_iters": 1, "equal_budget": False,
 }  # fmt: skip
+OFFICIAL_CODE = {"window": "steps", "inversion": "explicit"}  # every step but the last, the paper's inversion
 
 
 @dataclass(frozen=True)
@@ -84,25 +88,31 @@ def default_lambda(steps: int) -> int:
     return sum(1 for i in range(steps - 1) if i / steps < 0.5)
 
 
+def default_nfe(steps: int) -> int:
+    """NFE of the default settings: each reflected step adds a strong step, a weak inversion and one
+    fixed-point refinement (w2sd_core/budget.py reflection_cost)."""
+    return steps + 3 * default_lambda(steps)
+
+
 ROWS: dict[str, Row] = {
     r.name: r
     for r in (
         Row("stock", "stock KSampler"),
-        Row("stock_nfe", "stock, W2SD's NFE (more steps)", steps=lambda t: t + 2 * default_lambda(t)),
-        Row("w2sd", "W2SD, default window (0..0.5, explicit)", _w2sd()),
+        Row("stock_nfe", "stock, default W2SD's NFE (more steps)", steps=default_nfe),
+        Row("w2sd", "W2SD, node defaults (0..0.5, fixed_point 1)", _w2sd()),
+        Row("explicit", "W2SD, default window (0..0.5, explicit)", _w2sd(inversion="explicit")),
         Row("w2sd_075", "W2SD, window 0..0.75", _w2sd(end_percent=0.75)),
-        Row("w2sd_all", "W2SD, every step but the last (official code)", _w2sd(window="steps")),
-        Row("s2wd", "S2WD (roles swapped)", _w2sd(mode="S2WD (diagnosis)")),
-        Row("s2wd_all", "S2WD, every step but the last", _w2sd(mode="S2WD (diagnosis)", window="steps")),
+        Row("w2sd_all", "W2SD, every step but the last (official code)", _w2sd(**OFFICIAL_CODE)),
+        Row("s2wd", "S2WD, node defaults (roles swapped)", _w2sd(mode="S2WD (diagnosis)")),
+        Row("s2wd_all", "S2WD, every step but the last", _w2sd(mode="S2WD (diagnosis)", **OFFICIAL_CODE)),
         Row("resample", "Re-Sampling (vanilla)", _w2sd(mode="Re-Sampling (vanilla)")),
         Row("resample_aligned", "Re-Sampling (aligned)", _w2sd(mode="Re-Sampling (aligned)")),
         Row("equal_budget", "W2SD equal_budget (NFE <= stock)", _w2sd(equal_budget=True)),
-        Row("fp1", "W2SD, fixed_point 1", _w2sd(inversion="fixed_point", inversion_iters=1)),
-        Row("fp3", "W2SD, fixed_point 3", _w2sd(inversion="fixed_point", inversion_iters=3)),
+        Row("fp3", "W2SD, fixed_point 3", _w2sd(inversion_iters=3)),
     )
 }
 CFG_SWEEP = (1.0, 2.0, 3.0, 4.0, 5.5, 7.0, 9.0)
-QUICK_ROWS = ("stock", "stock_nfe", "w2sd", "s2wd")
+QUICK_ROWS = ("stock", "stock_nfe", "w2sd", "explicit", "s2wd")
 
 
 # ---------------------------------------------------------------------------------------------------

@@ -117,8 +117,8 @@ export function cost(s) {
   let steps = stockSteps;
   let reflected;
   if (s.equal_budget) {
-    // nodes/reflection_inputs.py plans with the raw inversion_iters of a fixed_point inversion.
-    const plan = equalBudgetPlan(stockSteps, s.inversion === "fixed_point" ? Number(s.inversion_iters ?? 0) : 0);
+    // nodes/reflection_inputs.py plans with the iterations that run (fixed_point: at least 1).
+    const plan = equalBudgetPlan(stockSteps, iters);
     steps = plan.steps;
     reflected = plan.reflected;
   } else {

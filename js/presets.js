@@ -43,8 +43,11 @@ export const PRESETS = {
     {
       // docs/ALGORITHM.md "Choosing the window (measured, beyond the paper)": reflect the first half only.
       name: "measured default",
-      values: { mode: "W2SD", window: "percent", start_percent: 0.0, end_percent: 0.5, inversion: "explicit", equal_budget: false },
-      help: "Measured (beyond the paper): reflect the first half of the steps; late reflections wreck fine detail.",
+      values: {
+        mode: "W2SD", window: "percent", start_percent: 0.0, end_percent: 0.5,
+        inversion: "fixed_point", inversion_iters: 1, equal_budget: false,
+      },
+      help: "Measured on trained models (beyond the paper): reflect the first half of the steps (late reflections wreck fine detail), fixed-point inversion with 1 iteration (explicit fails with karras schedules).",
     },
   ],
   W2SDLoraSplit: [

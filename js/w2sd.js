@@ -176,7 +176,7 @@ function addCostWidget(node) {
     tooltip:
       "Model evaluations (NFE) against a stock KSampler with the same steps: T + R x (2 + inversion iters) " +
       "for R reflected steps (Re-Sampling vanilla: + R). Passes count a cfg != 1 evaluation twice " +
-      "(cond + uncond); a side at cfg 0 or 1 is one pass. Paper: NFE = T + 2 lambda.",
+      "(cond + uncond); a side at cfg 0 or 1 is one pass. Paper: NFE = T + 2 lambda (explicit inversion).",
     computeSize(width) {
       return [width ?? node.size[0], vueNodes() ? LINE + 4 + VUE_TOP : LINE * LABEL_LINES + 8];
     },

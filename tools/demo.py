@@ -283,7 +283,7 @@ def reflection_graphs(
         pair, model = PAIR_ROWS[row][1](g, spec)
         graphs[column] = w2sd_graph(
             g, pair, model=model, mode=mode, window="percent", start_percent=0.0, end_percent=0.5,
-            inversion="explicit",
+            inversion="fixed_point", inversion_iters=1,
         )  # fmt: skip
     return graphs
 

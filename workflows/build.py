@@ -57,7 +57,8 @@ MEASURED = {
     "window": "percent",
     "start_percent": 0.0,
     "end_percent": 0.5,
-    "inversion": "explicit",
+    "inversion": "fixed_point",
+    "inversion_iters": 1,
 }
 IMAGE_SIZE = (380, 420)
 PLOT_TITLE = "Reflection plot (flat zero = the pair does nothing)"
@@ -484,6 +485,7 @@ def sampler_custom_advanced(g: Graph) -> None:
 
 def comparison(g: Graph) -> None:
     steps, reflected = 30, 15
+    nfe = steps + 3 * reflected  # MEASURED: a strong step, a weak inversion and 1 fixed-point refinement each
     g.note(
         0,
         "W2SD against fair baselines",
@@ -493,9 +495,9 @@ def comparison(g: Graph) -> None:
             f"1. stock KSampler, cfg 5.5, {steps} steps\n"
             f"2. stock, matched CFG: cfg 10 (about 2w - 1 for w = 5.5): a CFG-gap zigzag has been argued to act "
             "like plain CFG at 2w - 1\n"
-            f"3. stock, equal NFE: {steps + 2 * reflected} steps = T + 2 x lambda, the model evaluations W2SD spends\n"
-            f"4. W2SD with a CFG gap 5.5 / 0, {steps} steps, the first {reflected} reflected "
-            f"(NFE {steps + 2 * reflected})\n\n"
+            f"3. stock, equal NFE: {nfe} steps = T + 3 x lambda, the model evaluations W2SD spends\n"
+            f"4. W2SD with a CFG gap 5.5 / 0, {steps} steps, the first {reflected} reflected, fixed-point "
+            f"inversion with 1 iteration (NFE {nfe})\n\n"
             "If W2SD only matches 2 or 3, the pair is not adding anything for this prompt. "
             "Try your own pair (LoRA split, fine-tune vs base) in place of the CFG gap.\n"
             "Filenames: W2SD_compare/1_stock ... 4_w2sd."
@@ -514,10 +516,10 @@ def comparison(g: Graph) -> None:
         (f"1. Stock: cfg 5.5, {steps} steps", "1_stock", 5.5, steps),
         (f"2. Stock, matched CFG: cfg 10, {steps} steps", "2_stock_matched_cfg", 10.0, steps),
         (
-            f"3. Stock, equal NFE: cfg 5.5, {steps + 2 * reflected} steps",
+            f"3. Stock, equal NFE: cfg 5.5, {nfe} steps",
             "3_stock_equal_nfe",
             5.5,
-            steps + 2 * reflected,
+            nfe,
         ),
     ):
         k = g.add("KSampler", 2, title=title, **common, **sampler_settings(n, cfg, "euler", "normal"))

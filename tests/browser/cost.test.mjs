@@ -62,6 +62,11 @@ test("equal budget: floor(T/2) steps, floor(T/4) reflected, no more NFE than sto
   const fp = cost({ ...base, equal_budget: true, inversion: "fixed_point", inversion_iters: 3 });
   assert.equal(fp.nfe, 10 + 2 * 5);
   assert.ok(fp.nfe <= fp.stockNfe);
+  // fixed_point with 0 iterations runs 1 (nodes/guider.py core_inversion), and the plan pays for it.
+  const fp0 = cost({ ...base, steps: 21, equal_budget: true, inversion: "fixed_point", inversion_iters: 0 });
+  assert.deepEqual(equalBudgetPlan(21, 1), { steps: 10, reflected: 3 });
+  assert.equal(fp0.nfe, 10 + 3 * 3);
+  assert.ok(fp0.nfe <= fp0.stockNfe);
 });
 
 test("passes: cfg 1 is one pass per evaluation; side cfg 0 or 1 is one pass", () => {

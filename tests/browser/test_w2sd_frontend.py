@@ -44,13 +44,13 @@ WIDGET_TYPES = {"INT", "FLOAT", "STRING", "BOOLEAN", "COMBO"}
 
 def expected_cost(
     steps: int, cfg: float = 5.5, mode: str = "W2SD", window: str = "percent", start_percent: float = 0.0,
-    end_percent: float = 0.5, reflect_steps: int = -1, inversion: str = "explicit", inversion_iters: int = 3,
+    end_percent: float = 0.5, reflect_steps: int = -1, inversion: str = "fixed_point", inversion_iters: int = 1,
     equal_budget: bool = False, strong_cfg: float | None = None, weak_cfg: float | None = None,
 ) -> dict[str, Any]:  # fmt: skip
     k = max(inversion_iters, 1) if inversion == "fixed_point" else 0
     if equal_budget:  # paper Fig. 13; fixed-point iterations shrink lambda to stay within the budget
         t = steps // 2
-        r = min(t // 2, (steps - t) // (2 + (inversion_iters if inversion == "fixed_point" else 0)))
+        r = min(t // 2, (steps - t) // (2 + k))
     else:
         t = steps
         if window == "steps":
@@ -152,6 +152,7 @@ def test_label_follows_steps_window_inversion_cfg_and_mode(app) -> None:  # type
         {"equal_budget": True},
         {"steps": 51},
         {"inversion": "fixed_point", "inversion_iters": 3},
+        {"inversion_iters": 0},  # fixed_point runs (and equal_budget plans) at least 1 iteration
     ]
     for edit in edits:
         for name, value in edit.items():
@@ -172,11 +173,22 @@ def test_label_follows_steps_window_inversion_cfg_and_mode(app) -> None:  # type
 def test_paper_lambda_reads_2_90x_stock(app) -> None:  # type: ignore[no-untyped-def]
     k = add_node(app, "W2SDKSampler")
     set_widget(app, k, "window", "steps")
+    set_widget(app, k, "inversion", "explicit")
     c = cost(app, k)
     assert c["lines"] == [
         "NFE 58 = 2.90x stock (20 steps)",
         "passes 116 = 2.90x stock",
         "19 reflected; cfg 5.5",
+    ]
+
+
+def test_default_settings_read_1_50x_stock(app) -> None:  # type: ignore[no-untyped-def]
+    """The node's defaults: the first half of 20 steps reflected (10), 1 fixed-point iteration each."""
+    k = add_node(app, "W2SDKSampler")
+    assert cost(app, k)["lines"] == [
+        "NFE 50 = 2.50x stock (20 steps)",
+        "passes 100 = 2.50x stock",
+        "10 reflected; cfg 5.5",
     ]
 
 
@@ -215,8 +227,11 @@ def test_guider_shows_the_cost_per_reflected_step(app) -> None:  # type: ignore[
     g = add_node(app, "W2SDGuider")
     c = cost(app, g)
     assert c["nfe"] is None
-    assert c["lines"][:2] == ["+2.0 NFE per reflected step", "+4 passes per reflected step"]
+    assert c["lines"][:2] == ["+3.0 NFE per reflected step", "+6 passes per reflected step"]  # fixed_point 1
+    set_widget(app, g, "inversion", "explicit")
+    assert cost(app, g)["lines"][:2] == ["+2.0 NFE per reflected step", "+4 passes per reflected step"]
     set_widget(app, g, "inversion", "fixed_point")
+    set_widget(app, g, "inversion_iters", 3)
     assert cost(app, g)["lines"][0] == "+5.0 NFE per reflected step"
     set_widget(app, g, "mode", "Re-Sampling (vanilla)")
     assert cost(app, g)["lines"][0] == "+1.0 NFE per reflected step"
@@ -250,24 +265,28 @@ def test_inversion_iters_is_greyed_out_unless_the_inversion_is_fixed_point(app) 
     """explicit and reference inversions ignore inversion_iters (and the label counts none): the widget
     must not look like refinements the user bought."""
     k = add_node(app, "W2SDKSampler", (100, 150))
-    assert widgets(app, k)["inversion"] == "explicit"
-    assert iters_state(app, k) == {"value": 3, "disabled": True, "drawnDisabled": True}
-    click_widget(app, k, "inversion_iters", "right")  # a real click on a greyed-out widget does nothing
-    assert iters_state(app, k)["value"] == 3
-    assert cost(app, k)["lines"][0] == expected_cost(20)["line"]
+    assert widgets(app, k)["inversion"] == "fixed_point"  # the default, with 1 iteration
+    assert iters_state(app, k) == {"value": 1, "disabled": False, "drawnDisabled": False}
 
     click_widget(app, k, "inversion")  # the combo's own menu, as a user picks it
+    choose_menu_entry(app, "explicit")
+    assert widgets(app, k)["inversion"] == "explicit"
+    assert iters_state(app, k) == {"value": 1, "disabled": True, "drawnDisabled": True}
+    click_widget(app, k, "inversion_iters", "right")  # a real click on a greyed-out widget does nothing
+    assert iters_state(app, k)["value"] == 1
+    assert cost(app, k)["lines"][0] == expected_cost(20, inversion="explicit")["line"]
+
+    click_widget(app, k, "inversion")
     choose_menu_entry(app, "fixed_point")
-    assert widgets(app, k)["inversion"] == "fixed_point"
-    assert iters_state(app, k) == {"value": 3, "disabled": False, "drawnDisabled": False}
+    assert iters_state(app, k) == {"value": 1, "disabled": False, "drawnDisabled": False}
     click_widget(app, k, "inversion_iters", "right")
-    assert iters_state(app, k)["value"] == 4
-    line = expected_cost(20, inversion="fixed_point", inversion_iters=4)["line"]
+    assert iters_state(app, k)["value"] == 2
+    line = expected_cost(20, inversion="fixed_point", inversion_iters=2)["line"]
     assert cost(app, k)["lines"][0] == line and line in drawn_texts(app)
 
     set_widget(app, k, "inversion", "reference")
     assert iters_state(app, k)["disabled"] is True
-    assert cost(app, k)["lines"][0] == expected_cost(20, inversion="reference", inversion_iters=4)["line"]
+    assert cost(app, k)["lines"][0] == expected_cost(20, inversion="reference", inversion_iters=2)["line"]
 
     set_widget(app, k, "inversion", "fixed_point")
     set_widget(app, k, "preset", "paper LoRA")  # a preset that sets explicit greys it out again
@@ -280,7 +299,7 @@ def test_inversion_iters_is_greyed_out_unless_the_inversion_is_fixed_point(app) 
     clear(app)
     load_workflow(app, workflow)
     assert iters_state(app, k)["disabled"] is True
-    assert iters_state(app, g) == {"value": 3, "disabled": False, "drawnDisabled": False}
+    assert iters_state(app, g) == {"value": 1, "disabled": False, "drawnDisabled": False}
 
 
 def test_nodes_2_0_label_and_preset_stay_live(app) -> None:  # type: ignore[no-untyped-def]
@@ -293,6 +312,7 @@ def test_nodes_2_0_label_and_preset_stay_live(app) -> None:  # type: ignore[no-u
         node = app.locator(f'[data-node-id="{k}"]')
         node.wait_for(timeout=10000)
         set_widget(app, k, "window", "steps")
+        set_widget(app, k, "inversion", "explicit")
         node.get_by_text("paper LoRA").wait_for(timeout=5000)  # the combo shows the synced preset
         drawn = app.evaluate(
             """(id) => {
@@ -334,7 +354,8 @@ SAMPLER_PRESETS = {
         "window": "percent",
         "start_percent": 0.0,
         "end_percent": 0.5,
-        "inversion": "explicit",
+        "inversion": "fixed_point",
+        "inversion_iters": 1,
         "equal_budget": False,
     },
 }
@@ -418,7 +439,8 @@ def test_preset_shows_custom_once_a_widget_leaves_it(app) -> None:  # type: igno
     set_widget(app, k, "preset", "paper LoRA")
     set_widget(app, k, "steps", 33)  # not part of the preset
     assert widgets(app, k)["preset"] == "paper LoRA"
-    set_widget(app, k, "window", "percent")  # now the widgets are "measured default" again
+    set_widget(app, k, "window", "percent")
+    set_widget(app, k, "inversion", "fixed_point")  # now the widgets are "measured default" again
     assert widgets(app, k)["preset"] == "measured default"
     set_widget(app, k, "end_percent", 0.6)
     assert widgets(app, k)["preset"] == "custom"

@@ -6,18 +6,20 @@ and S2WD (euler, 10 steps); the paired bootstrap interval of (W2SD - stock) must
 pair's target metric, and that of (S2WD - stock) below it. benchmarks/learned.py measures the same with
 500 samples per row, more rows and samplers (benchmarks/results/learned.md).
 
-Windows: the CFG gap is tested with the pack's default window (percent 0..0.5). The class-ratio pairs
-(two checkpoints, the LoRA split) are tested reflecting every step but the last (the paper's code): with
-the default window their gain is small on these models (checkpoints, 500 samples: minority share 0.294 ->
-0.326), every step gives 0.374, and S2WD over the default window barely moves it (0.284).
+Settings: the CFG gap is tested with the node's defaults (window percent 0..0.5, fixed-point inversion,
+1 iteration). The class-ratio pairs (two checkpoints, the LoRA split) are tested reflecting every step but
+the last with the explicit inversion (the paper's code): with the default window their gain on euler is
+small on these models (checkpoints, 500 samples: minority share 0.294 -> 0.326 explicit, 0.328 with 1
+fixed-point iteration), every step gives 0.374, and S2WD over the default window barely moves it (0.284).
 
 The CFG gap's gain is not asserted beyond the interval: these models already follow the class prompt at
 cfg 1 (prompt accuracy 0.99 on this test's 100 samples, 0.96-0.99 over 500), so there is no room above
-stock; W2SD must not lower it (measured +0.010 [0.000, 0.030]) and S2WD must (measured -0.470).
+stock; W2SD must not lower it (measured +0.010 [0.000, 0.030]) and S2WD must (measured -0.490).
 
 Measured on ComfyUI 0.3.75, 2 threads (2-core AMD EPYC, 141 s for the three): checkpoints (200 samples)
 0.255 -> 0.335, +0.080 [+0.030, +0.135], S2WD -0.115 [-0.170, -0.065]; LoRA (100) 0.22 -> 0.42, +0.200
-[+0.110, +0.300], S2WD -0.160 [-0.235, -0.080]; CFG gap (100) 0.99 -> 1.00, S2WD -0.470 [-0.570, -0.370].
+[+0.110, +0.300], S2WD -0.160 [-0.235, -0.080]; CFG gap (100, node defaults) 0.99 -> 1.00, S2WD -0.490
+[-0.585, -0.390].
 """
 
 from __future__ import annotations
