@@ -24,6 +24,7 @@ Writes benchmarks/results/learned.md (unless --no-write) and docs/images/learned
 from __future__ import annotations
 
 import argparse
+import copy
 import os
 import platform
 import sys
@@ -551,11 +552,15 @@ STAND_IN_PAIRS = [
 ]
 
 
-def learned_pairs() -> list[PairDef]:
-    """The paper's pair types on the learned models (tools/learned_models.py: PAIRS)."""
+def learned_pairs(lora_scales: dict[str, float] | None = None) -> list[PairDef]:
+    """The paper's pair types on the learned models (tools/learned_models.py: PAIRS); `lora_scales`
+    (main, strong, weak) replaces the LoRA pairs' splitter scales."""
     import learned_models as lm
 
-    spec = lm.PAIRS
+    spec = copy.deepcopy(lm.PAIRS)
+    for key in ("lora", "lora_cfg"):
+        if lora_scales and key in spec:
+            spec[key]["scales"] = dict(lora_scales)
 
     def lora_split(s: Session, key: str) -> tuple[Any, Any, Any, Any, Any]:
         base, clip, vae = s.checkpoint(spec[key]["checkpoint"])
@@ -616,7 +621,7 @@ def learned_pairs() -> list[PairDef]:
     builders = {"checkpoints": checkpoints, "lora": lora, "cfg": cfg, "prompt": prompt, "lora_cfg": lora_cfg}
     titles = {
         "checkpoints": "Two checkpoints (class ratio)",
-        "lora": "LoRA +1.5 / -1.5",
+        "lora": "LoRA {strong:+g} / {weak:+g}".format(**spec["lora"]["scales"]),
         "cfg": f"CFG gap {spec['cfg']['strong_cfg']:g} / {spec['cfg']['weak_cfg']:g}",
         "prompt": "Refined vs raw prompt",
         "lora_cfg": "LoRA + CFG gap",
@@ -676,6 +681,10 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--batch", type=int, default=250, help="samples per node call")
     p.add_argument("--bootstrap", type=int, default=BOOTSTRAP, help="bootstrap rounds per figure")
     p.add_argument("--threads", type=int, default=1)
+    p.add_argument(
+        "--lora-scales", default=None, metavar="MAIN,STRONG,WEAK",
+        help="the LoRA pairs' splitter scales (default: tools/learned_models.py's 0.8,1.5,-1.5)",
+    )  # fmt: skip
     p.add_argument("--quick", action="store_true", help=f"100 samples, rows {', '.join(QUICK_ROWS)}")
     p.add_argument("--stand-in", action="store_true", help="random-weight SD3 fixture: plumbing only")
     p.add_argument("--no-write", action="store_true", help="print only; leave results/ and docs/ alone")
@@ -701,7 +710,14 @@ def main(argv: list[str] | None = None) -> int:
         p.error(f"--samplers: {', '.join(bad)} unknown (allowed: {', '.join(SAMPLERS)})")
 
     s = start_session(args.stand_in)
-    all_pairs = STAND_IN_PAIRS if args.stand_in else learned_pairs()
+    lora_scales = None
+    if args.lora_scales:
+        try:
+            main_s, strong_s, weak_s = (float(v) for v in args.lora_scales.split(","))
+        except ValueError:
+            p.error(f"--lora-scales: {args.lora_scales!r} is not three numbers MAIN,STRONG,WEAK")
+        lora_scales = {"main": main_s, "strong": strong_s, "weak": weak_s}
+    all_pairs = STAND_IN_PAIRS if args.stand_in else learned_pairs(lora_scales)
     keys = [x.key for x in all_pairs] if args.pairs == "all" else args.pairs.split(",")
     if bad := [k for k in keys if k not in {x.key for x in all_pairs}]:
         p.error(f"--pairs: {', '.join(bad)} unknown (allowed: {', '.join(x.key for x in all_pairs)})")
