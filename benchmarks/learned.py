@@ -15,7 +15,7 @@ seeded noise).
 
     .venv/bin/python benchmarks/learned.py                       # the published run (writes results)
     .venv/bin/python benchmarks/learned.py --quick               # 100 samples, euler, a few rows
-    .venv/bin/python benchmarks/learned.py --pairs cfg_gap --rows stock,w2sd,s2wd --samples 200
+    .venv/bin/python benchmarks/learned.py --pairs cfg --rows stock,w2sd,s2wd --samples 200
     .venv/bin/python benchmarks/learned.py --stand-in --quick    # plumbing only: random-weight SD3 mini
 
 Writes benchmarks/results/learned.md (unless --no-write) and docs/images/learned.png.
