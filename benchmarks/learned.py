@@ -709,7 +709,6 @@ def main(argv: list[str] | None = None) -> int:
     if bad := [x for x in samplers if x not in SAMPLERS]:
         p.error(f"--samplers: {', '.join(bad)} unknown (allowed: {', '.join(SAMPLERS)})")
 
-    s = start_session(args.stand_in)
     lora_scales = None
     if args.lora_scales:
         try:
@@ -717,6 +716,7 @@ def main(argv: list[str] | None = None) -> int:
         except ValueError:
             p.error(f"--lora-scales: {args.lora_scales!r} is not three numbers MAIN,STRONG,WEAK")
         lora_scales = {"main": main_s, "strong": strong_s, "weak": weak_s}
+    s = start_session(args.stand_in)
     all_pairs = STAND_IN_PAIRS if args.stand_in else learned_pairs(lora_scales)
     keys = [x.key for x in all_pairs] if args.pairs == "all" else args.pairs.split(",")
     if bad := [k for k in keys if k not in {x.key for x in all_pairs}]:
