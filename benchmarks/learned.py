@@ -40,7 +40,7 @@ from typing import Any
 import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
-for _path in (ROOT / "tests", ROOT / "tools", ROOT / "benchmarks"):
+for _path in (ROOT, ROOT / "tests", ROOT / "tools", ROOT / "benchmarks"):
     if str(_path) not in sys.path:
         sys.path.insert(0, str(_path))
 
@@ -90,9 +90,11 @@ def default_lambda(steps: int) -> int:
 
 
 def default_nfe(steps: int) -> int:
-    """NFE of the default settings: each reflected step adds a strong step, a weak inversion and one
-    fixed-point refinement (w2sd_core/budget.py reflection_cost)."""
-    return steps + 3 * default_lambda(steps)
+    """NFE of the default settings: each reflected step adds a strong step, a weak inversion and the
+    fixed-point refinements."""
+    from w2sd_core import planned_nfe
+
+    return planned_nfe(steps, default_lambda(steps), W2SD_DEFAULT["inversion_iters"])
 
 
 ROWS: dict[str, Row] = {

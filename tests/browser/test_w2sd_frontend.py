@@ -182,7 +182,7 @@ def test_paper_lambda_reads_2_90x_stock(app) -> None:  # type: ignore[no-untyped
     ]
 
 
-def test_default_settings_read_1_50x_stock(app) -> None:  # type: ignore[no-untyped-def]
+def test_default_settings_read_2_50x_stock(app) -> None:  # type: ignore[no-untyped-def]
     """The node's defaults: the first half of 20 steps reflected (10), 1 fixed-point iteration each."""
     k = add_node(app, "W2SDKSampler")
     assert cost(app, k)["lines"] == [
