@@ -4,6 +4,7 @@ k-diffusion conventions: a denoiser is `D(x, sigma) -> x0_hat` with `sigma` a 1-
 batch; schedules decrease to 0. No ComfyUI import anywhere in this package.
 """
 
+from .adaptive import AdaptiveStop, StopTracker
 from .budget import BudgetPlan, equal_budget_plan, planned_nfe, reflection_cost
 from .diagnostics import ReflectionDiagnostics, direction_cosine, reflection_size
 from .reflection import INVERSIONS, invert, reflect
@@ -14,6 +15,7 @@ from .window import ReflectionWindow
 from .wrap import MODES, CountingModel, SingleStep, sample_with_reflection
 
 __all__ = [
+    "AdaptiveStop",
     "INVERSIONS",
     "MODES",
     "BudgetPlan",
@@ -22,6 +24,7 @@ __all__ = [
     "ReflectionDiagnostics",
     "ReflectionWindow",
     "SingleStep",
+    "StopTracker",
     "aligned_noise",
     "denoise_step",
     "direction_cosine",

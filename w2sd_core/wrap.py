@@ -16,7 +16,8 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from .diagnostics import ReflectionDiagnostics
+from .adaptive import StopTracker
+from .diagnostics import ReflectionDiagnostics, reflection_size
 from .reflection import check_inversion, invert, reflect
 from .resampling import aligned_noise, draw_noise, renoise
 from .steps import Denoiser, denoise_step
@@ -140,6 +141,7 @@ def sample_with_reflection(
     seed: int | None = None,
     diagnostics: ReflectionDiagnostics | None = None,
     single_step: SingleStep | None = None,
+    stop: StopTracker | None = None,
     **options: Any,
 ) -> Tensor:
     """Runs `sampler_fn` over `sigmas` with W2SD reflections before each step in `window`.
@@ -155,6 +157,9 @@ def sample_with_reflection(
     `single_step`, when given, replaces `sampler_fn` on every one-step call (window steps and a lone step
     outside the window), for samplers that cannot be cut into steps; runs of two or more steps still go
     to `sampler_fn`, and an empty window never uses it.
+    `stop` (from `AdaptiveStop.tracker()`) ends the window early once reflections collapse; it reads
+    each reflection's size back to the host after the following step has been started, and keeps the
+    sizes and the reason it stopped.
     """
     if mode not in MODES:
         raise ValueError(f"mode={mode!r} is not one of {', '.join(MODES)}")
@@ -196,7 +201,11 @@ def sample_with_reflection(
             )
             if diagnostics is not None:
                 diagnostics.record(i, values[i], x, x_new)
+            size = reflection_size(x, x_new) if stop is not None else None
             x = run(x_new, i, i + 1, True)
+            # Read after the step is queued: a GPU works on it while the host decides.
+            if size is not None and stop is not None and not stop.observe(i, float(size)):
+                mask[i + 1 :] = [False] * (total - i - 1)
             i += 1
         else:
             end = i
