@@ -19,12 +19,14 @@ def _whole(name: str, value: int, least: int = 0) -> int:
     return value
 
 
-def reflection_cost(mode: str = "w2sd", inversion_iters: int = 0) -> int:
-    """Extra model evaluations per reflected step."""
+def reflection_cost(mode: str = "w2sd", inversion_iters: int = 0, reuse_strong: bool = False) -> int:
+    """Extra model evaluations per reflected step (`reuse_strong`: the next step reuses the strong one)."""
     if mode not in MODES:
         raise ValueError(f"mode={mode!r} is not one of {', '.join(MODES)}")
     _whole("inversion_iters", inversion_iters)
-    return 1 if mode == "resample" else 2 + inversion_iters
+    if mode == "resample":
+        return 1
+    return 2 + inversion_iters - (1 if reuse_strong else 0)
 
 
 def planned_nfe(
@@ -33,18 +35,20 @@ def planned_nfe(
     inversion_iters: int = 0,
     mode: str = "w2sd",
     evals_per_step: int = 1,
+    reuse_strong: bool = False,
 ) -> int:
     """Model evaluations of a plan: `steps * evals_per_step + reflect_steps * reflection_cost`.
 
-    W2SD / S2WD / aligned Re-Sampling: `T * e + lambda * (2 + iters)`; vanilla Re-Sampling:
-    `T * e + lambda`. `evals_per_step` is the inner sampler's (1 for Euler / DPM++ 2M, 2 for Heun).
+    W2SD / S2WD / aligned Re-Sampling: `T * e + lambda * (2 + iters)` (`reuse_strong`: one less per
+    reflected step); vanilla Re-Sampling: `T * e + lambda`. `evals_per_step` is the inner sampler's
+    (1 for Euler / DPM++ 2M, 2 for Heun).
     """
     _whole("steps", steps)
     _whole("reflect_steps", reflect_steps)
     _whole("evals_per_step", evals_per_step, least=1)
     if reflect_steps > steps:
         raise ValueError(f"reflect_steps={reflect_steps} is more than steps={steps} (allowed: 0..steps)")
-    return steps * evals_per_step + reflect_steps * reflection_cost(mode, inversion_iters)
+    return steps * evals_per_step + reflect_steps * reflection_cost(mode, inversion_iters, reuse_strong)
 
 
 @dataclass(frozen=True)
