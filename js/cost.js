@@ -56,6 +56,17 @@ export function evalsPerReflection(mode, iters) {
   }
 }
 
+/** Fewest steps an adaptive window (stop_ratio > 0, w2sd_core/adaptive.py) reflects out of `reflected`:
+ * it stops only after a reflection smaller than the largest before it, so never before the second. */
+export function adaptiveMinimum(reflected, stop_ratio = 0) {
+  return stop_ratio > 0 ? Math.min(2, reflected) : reflected;
+}
+
+/** "a" or "a..b" when a range differs. */
+function span(a, b, fmt = String) {
+  return a === b ? fmt(a) : `${fmt(a)}..${fmt(b)}`;
+}
+
 /** Passes of one evaluation of the regular step: ComfyUI skips the uncond pass only at cfg 1. */
 export function mainPasses(cfg) {
   return cfg === 1 ? 1 : 2;
@@ -81,9 +92,10 @@ function num(x) {
 
 /**
  * The cost of one node's settings. `s` holds widget values by widget name (steps, cfg, sampler_name,
- * mode, window, start_percent, end_percent, reflect_steps, inversion, inversion_iters, equal_budget) and,
- * when known from the pair's nodes, strong_cfg / weak_cfg (null: the sampler's cfg).
- * Without `steps` (the guider) only the per-reflected-step cost is known.
+ * mode, window, start_percent, end_percent, reflect_steps, inversion, inversion_iters, equal_budget,
+ * stop_ratio, reuse_strong) and, when known from the pair's nodes, strong_cfg / weak_cfg (null: the sampler's cfg).
+ * Without `steps` (the guider) only the per-reflected-step cost is known. With an adaptive window
+ * (stop_ratio > 0) the cost is a range: `nfeMin`..`nfe`.
  */
 export function cost(s) {
   const cfg = Number(s.cfg ?? 1);
@@ -91,8 +103,10 @@ export function cost(s) {
   const side = evalsPerReflection(s.mode ?? "W2SD", iters);
   const strongCfg = s.strong_cfg ?? cfg;
   const weakCfg = s.weak_cfg ?? cfg;
-  const perReflection = side.strong + side.weak;
-  const passesPerReflection = side.strong * sidePasses(strongCfg) + side.weak * sidePasses(weakCfg);
+  // reuse_strong (W2SD mode): the next regular evaluation is the reflection's strong one.
+  const reused = s.reuse_strong && (MODES[s.mode ?? "W2SD"] ?? s.mode) === "w2sd" ? 1 : 0;
+  const perReflection = side.strong + side.weak - reused;
+  const passesPerReflection = side.strong * sidePasses(strongCfg) + side.weak * sidePasses(weakCfg) - reused * mainPasses(cfg);
   const cfgNote = s.strong_cfg == null && s.weak_cfg == null
     ? `cfg ${num(cfg)}`
     : `cfg ${num(cfg)}, sides ${num(strongCfg)} / ${num(weakCfg)}`;
@@ -125,20 +139,26 @@ export function cost(s) {
     reflected = reflectedSteps(steps, s);
   }
   const warning = windowProblem(stockSteps, s);
+  const reflectedMin = adaptiveMinimum(reflected, Number(s.stop_ratio ?? 0));
   const stockNfe = stockSteps * evalsPerStep;
   const nfe = steps * evalsPerStep + reflected * perReflection;
+  const nfeMin = steps * evalsPerStep + reflectedMin * perReflection;
   const stockPasses = stockNfe * mainPasses(cfg);
   const passes = steps * evalsPerStep * mainPasses(cfg) + reflected * passesPerReflection;
+  const passesMin = steps * evalsPerStep * mainPasses(cfg) + reflectedMin * passesPerReflection;
   const ratio = stockNfe > 0 ? nfe / stockNfe : 0;
+  const ratioMin = stockNfe > 0 ? nfeMin / stockNfe : 0;
   const passRatio = stockPasses > 0 ? passes / stockPasses : 0;
+  const passRatioMin = stockPasses > 0 ? passesMin / stockPasses : 0;
   const stepsNote = s.equal_budget ? `${steps} of ${stockSteps} steps` : `${steps} steps`;
+  const x = (r) => r.toFixed(2);
   const lines = [
-    `NFE ${nfe} = ${ratio.toFixed(2)}x stock (${stepsNote})`,
-    `passes ${passes} = ${passRatio.toFixed(2)}x stock`,
-    warning ?? `${reflected} reflected; ${cfgNote}`,
+    `NFE ${span(nfeMin, nfe)} = ${span(x(ratioMin), x(ratio))}x stock (${stepsNote})`,
+    `passes ${span(passesMin, passes)} = ${span(x(passRatioMin), x(passRatio))}x stock`,
+    warning ?? `${span(reflectedMin, reflected)} reflected${reflectedMin < reflected ? " (adaptive)" : ""}; ${cfgNote}`,
   ];
   return {
-    nfe, stockNfe, ratio, passes, stockPasses, passRatio, steps, stockSteps, reflected,
-    perReflection, passesPerReflection, warning, lines, text: lines.join("\n"),
+    nfe, nfeMin, stockNfe, ratio, passes, stockPasses, passRatio, steps, stockSteps, reflected,
+    reflectedMin, perReflection, passesPerReflection, warning, lines, text: lines.join("\n"),
   };
 }

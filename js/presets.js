@@ -3,7 +3,7 @@
 // Sources: docs/ALGORITHM.md (what the paper's text says vs. what the official code runs) and
 // the paper, arXiv 2502.00473 (Sec. 4, Appendix, Fig. 13, Table 7).
 
-const PAPER_WINDOW = { mode: "W2SD", window: "steps", reflect_steps: -1, inversion: "explicit", equal_budget: false };
+const PAPER_WINDOW = { mode: "W2SD", window: "steps", reflect_steps: -1, inversion: "explicit", equal_budget: false, stop_ratio: 0, reuse_strong: false };
 
 export const PRESETS = {
   W2SDKSampler: [
@@ -45,7 +45,8 @@ export const PRESETS = {
       name: "measured default",
       values: {
         mode: "W2SD", window: "percent", start_percent: 0.0, end_percent: 0.5,
-        inversion: "fixed_point", inversion_iters: 1, equal_budget: false,
+        inversion: "fixed_point", inversion_iters: 1, equal_budget: false, stop_ratio: 0,
+        reuse_strong: false,
       },
       help: "Measured on trained models (beyond the paper): reflect the first half of the steps (late reflections wreck fine detail), fixed-point inversion with 1 iteration (explicit fails with karras schedules).",
     },

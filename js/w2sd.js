@@ -10,7 +10,7 @@ const SAMPLERS = new Set(["W2SDKSampler", "W2SDGuider"]);
 const PAIR_NODES = new Set(["W2SDModelPair", "W2SDLoraSplit", "W2SDCFGGap"]);
 const COST_INPUTS = [
   "steps", "cfg", "sampler_name", "mode", "window", "start_percent", "end_percent", "reflect_steps",
-  "inversion", "inversion_iters", "equal_budget",
+  "inversion", "inversion_iters", "equal_budget", "stop_ratio", "reuse_strong",
 ];
 const BYPASS = 4;
 const LINE = 16;

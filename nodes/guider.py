@@ -22,13 +22,16 @@ import comfy.samplers
 import torch
 
 from ..w2sd_core import (
+    AdaptiveStop,
     ReflectionDiagnostics,
     ReflectionWindow,
+    StopTracker,
     first_order_step,
     planned_nfe,
     sample_with_reflection,
 )
 from . import compat
+from .lora_scales import role_scales
 from .pair import ROLES, Side, W2SDPair
 
 log = logging.getLogger(__name__)
@@ -73,6 +76,8 @@ class ReflectionSettings:
     inversion: str = "explicit"
     inversion_iters: int = 0
     evals_per_step: int = 1
+    stop: AdaptiveStop | None = None
+    reuse_strong: bool = False
 
     def __post_init__(self) -> None:
         if self.mode not in MODES:
@@ -129,6 +134,7 @@ class W2SDGuider(comfy.samplers.CFGGuider):
             model_patcher.set_additional_models("w2sd_pair", list(self.separate_models))
         super().__init__(model_patcher)
         self.diagnostics: ReflectionDiagnostics | None = None
+        self.stop_tracker: StopTracker | None = None
 
     @staticmethod
     def _separate_models(main: Any, pair: W2SDPair) -> list[Any]:
@@ -158,6 +164,7 @@ class W2SDGuider(comfy.samplers.CFGGuider):
     # --- conds -----------------------------------------------------------------------------------
     def set_conds(self, positive: Any, negative: Any) -> None:
         super().set_conds(positive, negative)
+        self.main_conds = (positive, negative)
         extra = {}
         for role in ROLES:
             side = self.pair.side(role)
@@ -168,6 +175,24 @@ class W2SDGuider(comfy.samplers.CFGGuider):
                     extra[cond_key(role, kind)] = cond
         if extra:
             self.inner_set_conds(extra)
+
+    def strong_differs_from_main(self) -> str | None:
+        """What makes the strong side another denoiser than the sampler's own (None: nothing)."""
+        strong = self.pair.strong
+        if strong.model is not None and strong.model is not self.main_model:
+            return "its model is another checkpoint or LoRA scale"
+        for scales in role_scales(self.main_model):
+            if scales.get("strong", scales["main"]) != scales["main"]:
+                return f"its LoRA scale {scales['strong']:+g} is not the sampler's {scales['main']:+g}"
+        for kind, mine in zip(
+            ("positive", "negative"), getattr(self, "main_conds", (None, None)), strict=True
+        ):
+            side = getattr(strong, kind)
+            if side is not None and side is not mine:
+                return f"its {kind} conditioning is its own"
+        if strong.cfg is not None and strong.cfg != self.cfg:
+            return f"its cfg {strong.cfg:g} is not the sampler's {self.cfg:g}"
+        return None
 
     # --- model calls -----------------------------------------------------------------------------
     def predict_noise(
@@ -218,12 +243,19 @@ class W2SDGuider(comfy.samplers.CFGGuider):
             )
         reflected = reflected_steps(self.settings.window, sigmas)
         check_inversion_fits(self.settings.inversion, self.inner_model.model_sampling)
+        if self.settings.reuse_strong and (why := self.strong_differs_from_main()):
+            raise ValueError(
+                f"reuse_strong=True reuses the strong evaluation as the sampler's next one, so the strong side must be the "
+                f"sampler's own model, conditioning and cfg; here {why}. Turn reuse_strong off for this pair (it suits a "
+                "weak checkpoint, a weak prompt or a lower weak cfg against the sampler's own settings)."
+            )
         self.side_options = {
             role: self._side_model_options(self.pair.side(role).model, role, sigmas)
             for role in ROLES
             if self.pair.side(role).model is not None and self.pair.side(role).model is not self.main_model
         }
         self.diagnostics = ReflectionDiagnostics()
+        self.stop_tracker = None if self.settings.stop is None else self.settings.stop.tracker()
         inversion, iters = self.settings.core_inversion
         steps = len(sigmas) - 1
         total = planned_nfe(
@@ -232,11 +264,26 @@ class W2SDGuider(comfy.samplers.CFGGuider):
             inversion_iters=iters,
             mode=self.settings.mode,
             evals_per_step=self.settings.evals_per_step,
+            reuse_strong=self.settings.reuse_strong,
         )
 
         def report(i: int, x0: torch.Tensor, x: torch.Tensor, _steps: int) -> None:
             if callback is not None:
-                callback(i, x0, x, total)
+                callback(i, x0, x, current_total())
+
+        def current_total() -> int:
+            # Once an adaptive window has ended, the bar's total shrinks to the steps reflected so far.
+            stopped = None if self.stop_tracker is None else self.stop_tracker.stopped_at
+            if stopped is None:
+                return total
+            return planned_nfe(
+                steps,
+                sum(reflected[: stopped + 1]),
+                inversion_iters=iters,
+                mode=self.settings.mode,
+                evals_per_step=self.settings.evals_per_step,
+                reuse_strong=self.settings.reuse_strong,
+            )
 
         function = compat.named_sampler_function(
             partial(
@@ -247,6 +294,8 @@ class W2SDGuider(comfy.samplers.CFGGuider):
                 inversion=inversion,
                 inversion_iters=iters,
                 diagnostics=self.diagnostics,
+                stop=self.stop_tracker,
+                reuse_strong=self.settings.reuse_strong,
             )
         )
         wrapped = comfy.samplers.KSAMPLER(function, sampler.extra_options, sampler.inpaint_options)
@@ -368,6 +417,8 @@ def w2sd_sampler_function(
     inversion,
     inversion_iters,
     diagnostics,
+    stop=None,
+    reuse_strong=False,
     **options,
 ):  # type: ignore[no-untyped-def]
     """A k-diffusion sampler function: `inner` with W2SD reflections in the window."""
@@ -408,5 +459,7 @@ def w2sd_sampler_function(
         seed=extra_args.get("seed"),
         diagnostics=diagnostics,
         single_step=single_step,
+        stop=stop,
+        reuse_strong=reuse_strong,
         **options,
     )

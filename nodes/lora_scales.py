@@ -214,6 +214,12 @@ class _RoleScaleWrapper:
             self.holder.scale = main
 
 
+def role_scales(model: Any) -> list[dict[str, float]]:
+    """The per-role LoRA scales of every LoRA split applied to `model` (empty: none)."""
+    found = getattr(model, "wrappers", {}).get(comfy.patcher_extension.WrappersMP.APPLY_MODEL, {})
+    return [w.scales for ws in found.values() for w in ws if isinstance(w, _RoleScaleWrapper)]
+
+
 def make_lora_scale_model(
     model: Any, lora_sd: Mapping[str, torch.Tensor], scales: Mapping[str, float], name: str = "LoRA"
 ) -> tuple[Any, LoraScaleReport]:

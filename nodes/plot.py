@@ -9,7 +9,7 @@ import numpy as np
 import torch
 from PIL import Image, ImageDraw
 
-from ..w2sd_core import ReflectionDiagnostics
+from ..w2sd_core import ReflectionDiagnostics, StopTracker
 
 WIDTH, HEIGHT, MARGIN = 512, 320, 36
 
@@ -48,11 +48,16 @@ def _panel(
         draw.ellipse([x - 2, y - 2, x + 2, y + 2], fill=color)
 
 
-def plot_image(sizes: Sequence[float], cosines: Sequence[float], title: str) -> torch.Tensor:
-    """IMAGE tensor [1, H, W, 3] in 0..1: reflection size per reflected step, and direction cosine."""
+def plot_image(sizes: Sequence[float], cosines: Sequence[float], title: str, note: str = "") -> torch.Tensor:
+    """IMAGE tensor [1, H, W, 3] in 0..1: reflection size per reflected step, and direction cosine.
+
+    `note` goes on the bottom line (which steps reflected, where an adaptive window stopped).
+    """
     image = Image.new("RGB", (WIDTH, HEIGHT), (24, 24, 28))
     draw = ImageDraw.Draw(image)
     draw.text((MARGIN, 6), title[:70], fill=(255, 255, 255))
+    if note:
+        draw.text((MARGIN, HEIGHT - 14), note[:78], fill=(255, 220, 140))
     if not sizes:
         draw.text(
             (MARGIN, HEIGHT // 2),
@@ -85,8 +90,24 @@ def plot_image(sizes: Sequence[float], cosines: Sequence[float], title: str) -> 
     return torch.from_numpy(array)[None]
 
 
-def diagnostics_image(diagnostics: ReflectionDiagnostics | None, title: str) -> torch.Tensor:
+def diagnostics_image(
+    diagnostics: ReflectionDiagnostics | None, title: str, stop: StopTracker | None = None
+) -> torch.Tensor:
     """The plot for a run's diagnostics (None or empty: a note that nothing reflected)."""
     if diagnostics is None or len(diagnostics) == 0:
         return plot_image([], [], title)
-    return plot_image(diagnostics.sizes(), diagnostics.cosines(), title)
+    return plot_image(diagnostics.sizes(), diagnostics.cosines(), title, reflected_note(diagnostics, stop))
+
+
+def reflected_note(diagnostics: ReflectionDiagnostics, stop: StopTracker | None) -> str:
+    """Which steps reflected, and why an adaptive window ended where it did."""
+    steps = diagnostics.steps
+    shown = (
+        f"{steps[0]}-{steps[-1]}"
+        if steps == list(range(steps[0], steps[-1] + 1))
+        else ",".join(map(str, steps))
+    )
+    note = f"reflected steps {shown}"
+    if stop is not None:
+        note += f"; adaptive stop after {stop.reason}" if stop.stopped else "; adaptive: never stopped"
+    return note

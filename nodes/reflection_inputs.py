@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from ..w2sd_core import ReflectionWindow, equal_budget_plan
+from ..w2sd_core import AdaptiveStop, ReflectionWindow, equal_budget_plan
 from .guider import EVALS_PER_STEP, ReflectionSettings
 
 log = logging.getLogger(__name__)
@@ -91,6 +91,29 @@ def reflection_inputs() -> dict[str, Any]:
     }
 
 
+def adaptive_inputs() -> dict[str, Any]:
+    """The adaptive window and cheaper reflections: optional, so prompts saved before them still validate."""
+    return {
+        "stop_ratio": (
+            "FLOAT",
+            {
+                "default": 0.0,
+                "min": 0.0,
+                "max": 1.0,
+                "step": 0.01,
+                "tooltip": "Adaptive window: end the window early, after a reflection smaller than stop_ratio x the largest one so far (size |x~ - x| / |x|, as in reflection_plot). Reflections grow over the early steps, then collapse once strong and weak agree; the later ones change little. 0 = off (the window alone decides). Costs no extra model evaluation; the bottom line of reflection_plot says where it stopped.",
+            },
+        ),
+        "reuse_strong": (
+            "BOOLEAN",
+            {
+                "default": False,
+                "tooltip": "Cheaper reflections: the step after a reflection reuses the reflection's strong evaluation instead of evaluating again at the reflected latent, one model evaluation less per reflected step (an approximation, close at high noise). Only for pairs whose strong side is the sampler's own model, prompt and cfg (a weak checkpoint, a weak prompt, a lower weak cfg). W2SD mode only.",
+            },
+        ),
+    }
+
+
 def window_from_inputs(
     window: str, start_percent: float, end_percent: float, reflect_steps: int
 ) -> ReflectionWindow:
@@ -168,10 +191,16 @@ def settings_from_inputs(
     inversion: str,
     inversion_iters: int,
     equal_budget: bool,
+    stop_ratio: float = 0.0,
+    reuse_strong: bool = False,
 ) -> tuple[ReflectionSettings, int]:
     """(settings, steps to sample). The equal-budget toggle halves the steps and sets the window."""
     if mode not in MODE_CHOICES:
         raise ValueError(f"mode={mode!r} is not one of {', '.join(MODE_CHOICES)}")
+    if reuse_strong and MODE_CHOICES[mode] != "w2sd":
+        raise ValueError(
+            f"reuse_strong=True works in mode W2SD only (the strong step is then the sampler's own); mode is {mode!r}."
+        )
     if equal_budget:
         if steps is None or steps < 2:
             raise ValueError(
@@ -190,5 +219,7 @@ def settings_from_inputs(
         inversion=inversion,
         inversion_iters=inversion_iters,
         evals_per_step=EVALS_PER_STEP.get(sampler_name or "", 1),
+        stop=AdaptiveStop(stop_ratio) if stop_ratio > 0 else None,
+        reuse_strong=reuse_strong,
     )
     return settings, steps if steps is not None else 0

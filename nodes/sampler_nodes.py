@@ -15,7 +15,12 @@ from . import compat
 from .guider import W2SDGuider
 from .pair import PAIR_TYPE, W2SDPair
 from .plot import diagnostics_image
-from .reflection_inputs import reflection_inputs, settings_from_inputs, validate_reflection_inputs
+from .reflection_inputs import (
+    adaptive_inputs,
+    reflection_inputs,
+    settings_from_inputs,
+    validate_reflection_inputs,
+)
 
 PAIR_TOOLTIP = "What differs between the strong and the weak side: from Weak/Strong Model Pair, LoRA-scale splitter or CFG-gap config (stackable)."
 
@@ -80,7 +85,8 @@ class W2SDKSampler:
                 "denoise": ("FLOAT", {"default": 1.0, "min": 0.0, "max": 1.0, "step": 0.01}),
                 "pair": (PAIR_TYPE, {"tooltip": PAIR_TOOLTIP}),
                 **reflection_inputs(),
-            }
+            },
+            "optional": adaptive_inputs(),
         }
 
     RETURN_TYPES = ("LATENT", "IMAGE")
@@ -143,7 +149,7 @@ class W2SDKSampler:
         )
         return (
             compat.output_latent(latent_image, out_samples),
-            diagnostics_image(guider.diagnostics, title=f"W2SD {pair.describe()}"),
+            diagnostics_image(guider.diagnostics, f"W2SD {pair.describe()}", guider.stop_tracker),
         )
 
 
@@ -178,7 +184,8 @@ class W2SDGuiderNode:
                 "cfg": ("FLOAT", {"default": 5.5, "min": 0.0, "max": 100.0, "step": 0.1, "round": 0.01}),
                 "pair": (PAIR_TYPE, {"tooltip": PAIR_TOOLTIP}),
                 **reflection_inputs(),
-            }
+            },
+            "optional": adaptive_inputs(),
         }
 
     RETURN_TYPES = ("GUIDER",)

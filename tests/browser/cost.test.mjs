@@ -101,6 +101,32 @@ test("guider: per reflected step only", () => {
   assert.match(cost({ ...guider, equal_budget: true }).lines[2], /KSampler only/);
 });
 
+test("adaptive window: a range from two reflected steps to the whole window", () => {
+  const fp = { ...base, inversion: "fixed_point", inversion_iters: 1 };
+  const c = cost({ ...fp, stop_ratio: 0.1 });
+  assert.equal(c.nfeMin, 20 + 2 * 3);
+  assert.equal(c.nfe, 20 + 10 * 3);
+  assert.equal(c.lines[0], "NFE 26..50 = 1.30..2.50x stock (20 steps)");
+  assert.equal(c.lines[1], "passes 52..100 = 1.30..2.50x stock");
+  assert.equal(c.lines[2], "2..10 reflected (adaptive); cfg 5.5");
+  // Off (0) is the fixed window's single figure; a one-step window cannot stop earlier.
+  assert.equal(cost({ ...fp, stop_ratio: 0 }).lines[0], "NFE 50 = 2.50x stock (20 steps)");
+  const one = cost({ ...fp, window: "steps", reflect_steps: 1, stop_ratio: 0.5 });
+  assert.equal(one.lines[0], "NFE 23 = 1.15x stock (20 steps)");
+  assert.equal(one.lines[2], "1 reflected; cfg 5.5");
+});
+
+test("reuse_strong: one main evaluation (and its passes) less per reflected step, W2SD mode only", () => {
+  const fp = { ...base, inversion: "fixed_point", inversion_iters: 1, strong_cfg: 5.5, weak_cfg: 0 };
+  const c = cost({ ...fp, reuse_strong: true });
+  assert.equal(c.nfe, 20 + 10 * 2);
+  assert.equal(c.passes, 20 * 2 + 10 * (2 + 2 * 1 - 2));
+  assert.equal(c.lines[0], "NFE 40 = 2.00x stock (20 steps)");
+  assert.equal(cost({ ...fp, reuse_strong: true, mode: "S2WD (diagnosis)" }).nfe, 20 + 10 * 3);
+  const { steps, ...guider } = fp;
+  assert.equal(cost({ ...guider, reuse_strong: true }).lines[0], "+2.0 NFE per reflected step");
+});
+
 test("settings the server refuses are flagged", () => {
   assert.match(cost({ ...base, window: "steps", reflect_steps: 25 }).warning, /reflect_steps 25 > 19/);
   assert.match(cost({ ...base, start_percent: 0.6, end_percent: 0.5 }).warning, /start_percent > end_percent/);

@@ -199,3 +199,19 @@ def test_no_extra_host_reads_in_the_loop(s, sampler):
     assert w2sd.host_reads_in_loop() <= stock.host_reads_in_loop(), (
         f"stock {dict(stock.host_reads)}, W2SD {dict(w2sd.host_reads)}"
     )
+
+
+@pytest.mark.parametrize("stop_ratio", [0.01, 1.0])
+def test_an_adaptive_window_reads_one_size_per_reflected_step(s, stop_ratio):
+    """stop_ratio > 0 decides on the host: one read of the reflection's size per reflected step (made
+    after the next step is queued), none once the window has ended; the stock sampler's reads unchanged."""
+    pair = s.c.execute("W2SDCFGGap", strong_cfg=CFG, weak_cfg=0.0, pair=None)[0]
+    run = lambda: s.c.execute(  # noqa: E731
+        "W2SDKSampler", model=s.model, seed=1, steps=STEPS, cfg=CFG, sampler_name="euler",
+        scheduler="karras", positive=s.positive, negative=s.negative, latent_image=s.latent,
+        denoise=1.0, pair=pair, **{**REFLECTION, "stop_ratio": stop_ratio},
+    )  # fmt: skip
+    c = s.counted(run)
+    reflected = c.nfe["strong"]
+    assert 2 <= reflected <= STEPS - 1
+    assert c.host_reads_in_loop("w2sd") == reflected, dict(c.host_read_sites)

@@ -339,6 +339,91 @@ def test_diagnostics_plot(s):
     assert 0.0 <= plot.min() and plot.max() <= 1.0
 
 
+def progress_hook(monkeypatch, seen):
+    """Every progress update as (value, total), unthrottled (see test_progress_counts_every_evaluation)."""
+    import comfy.utils
+
+    for name in ("PROGRESS_THROTTLE_MIN_INTERVAL", "PROGRESS_THROTTLE_MIN_PERCENT"):
+        if hasattr(comfy.utils, name):
+            monkeypatch.setattr(comfy.utils, name, 0)
+    monkeypatch.setattr(
+        comfy.utils, "PROGRESS_BAR_HOOK", lambda value, total, preview, *a, **k: seen.append((value, total))
+    )
+
+
+def test_adaptive_stop_is_the_fixed_window_that_ends_where_it_stopped(s, monkeypatch):
+    """stop_ratio 1: the window ends after the first reflection smaller than the largest so far. The run
+    is then the fixed window of that many steps, bit for bit, and the progress total shrinks to what ran."""
+    seen, log = [], []
+    progress_hook(monkeypatch, seen)
+    adaptive, plot = s.w2sd(s.cfg_gap(), model=counting_model(s.model, log), steps=10, seed=3, stop_ratio=1.0)
+    reflected = Counter(role for role, _ in log)["strong"]
+    assert 2 <= reflected < 9, f"{reflected} reflected: the window did not end early"
+    nfe = 10 + 2 * reflected
+    assert len(log) == nfe and seen[-1] == (nfe, nfe)
+    assert [v for v, _ in seen] == list(range(1, nfe + 1))
+    fixed, fixed_plot = s.w2sd(s.cfg_gap(), steps=10, seed=3, reflect_steps=reflected)
+    assert torch.equal(adaptive, fixed)
+    assert not torch.equal(plot, fixed_plot), "the adaptive plot carries the stop note"
+
+
+def test_reuse_strong_saves_one_main_evaluation_per_reflected_step(s):
+    """reuse_strong: the step after a reflection takes the reflection's strong evaluation; the main model
+    runs only outside the window. Fewer evaluations, and the progress bar counts exactly those."""
+    log = []
+    s.w2sd(s.cfg_gap(5.5, 0.0), model=counting_model(s.model, log), reuse_strong=True)
+    assert Counter(role for role, _ in log) == {"main": 1, "strong": STEPS - 1, "weak": STEPS - 1}
+
+
+def test_reuse_strong_with_strong_equal_weak_and_fixed_point_stays_near_stock(s):
+    same = s.c.execute("W2SDModelPair", strong_cfg=5.5, weak_cfg=5.5)[0]
+    stock = s.stock()
+    scale = stock.abs().max().item()
+    reused, _ = s.w2sd(same, inversion="fixed_point", inversion_iters=10, reuse_strong=True)
+    fixed, _ = s.w2sd(same, inversion="fixed_point", inversion_iters=10)
+    err_reused, err_fixed = ((out - stock).abs().max().item() / scale for out in (reused, fixed))
+    print(
+        f"strong == weak, fixed-point x10, relative max error vs stock: {err_fixed:.2e}, reusing {err_reused:.2e}"
+    )
+    # The reused evaluation was made where the (near-identity) reflection started: no new error.
+    assert err_reused <= 2 * err_fixed + 1e-6
+
+
+@pytest.mark.parametrize(
+    ("case", "expected"),
+    [("lora", "its LoRA scale +1.5 is not the sampler's +0.8"), ("cfg", "its cfg 7 is not the sampler's 5.5"),
+     ("s2wd", "works in mode W2SD only")],
+)  # fmt: skip
+def test_reuse_strong_is_refused_where_the_strong_side_is_not_the_samplers(s, case, expected):
+    model, pair, mode = s.model, s.cfg_gap(7.0, 0.0), "W2SD"
+    if case == "lora":
+        model, pair, _ = s.c.execute(
+            "W2SDLoraSplit", model=s.model, lora_name=SD15_MINI_LORA, main_scale=0.8, strong_scale=1.5,
+            weak_scale=-1.5, clip=None,
+        )  # fmt: skip
+    elif case == "s2wd":
+        pair, mode = s.cfg_gap(5.5, 0.0), "S2WD (diagnosis)"
+    with pytest.raises(ValueError, match="reuse_strong") as error:
+        s.w2sd(pair, model=model, reuse_strong=True, mode=mode)
+    assert expected in str(error.value)
+
+
+def test_the_plot_note_names_the_reflected_steps_and_the_stop(s):
+    import importlib
+
+    pack = s.c.node_class("W2SDKSampler").__module__.rsplit(".", 2)[0]  # <pack>.nodes.sampler_nodes
+    plot, core = (importlib.import_module(f"{pack}.{name}") for name in ("nodes.plot", "w2sd_core"))
+    diagnostics, tracker = core.ReflectionDiagnostics(), core.AdaptiveStop(0.5).tracker()
+    x = torch.ones(1, 4)
+    for step, size in enumerate([1.0, 2.0, 0.5]):
+        diagnostics.record(step, 10.0 - step, x, x * (1 + size))
+        tracker.observe(step, size)
+    assert plot.reflected_note(diagnostics, None) == "reflected steps 0-2"
+    assert plot.reflected_note(diagnostics, tracker) == (
+        "reflected steps 0-2; adaptive stop after step 2: size 0.5 < 0.5 x largest 2"
+    )
+
+
 @pytest.fixture
 def no_free_device_memory(monkeypatch):
     """ComfyUI's --novram loading (--lowvram's limit) on this GPU-less machine: ComfyUI is told the CPU is
