@@ -10,7 +10,9 @@ Rows per pair: stock; stock at W2SD's NFE (more steps); stock over a CFG sweep (
 W2SD with the node's defaults (window percent 0..0.5, fixed-point inversion with 1 iteration); the same
 window with the paper's explicit inversion; W2SD on every step but the last (the official code:
 explicit inversion); S2WD; Re-Sampling vanilla / aligned; equal_budget; fixed-point inversion with 3
-iterations. Every figure carries a 95% bootstrap interval over the samples (each sample = its own
+iterations; the first 1 / 2 / 3 steps and every step with the defaults' inversion, and the adaptive
+window (every step, stop_ratio 0.25): the curve an adaptive window is judged against; reuse_strong
+with the defaults and with the explicit inversion, against stock at 1.5x and 2x the steps. Every figure carries a 95% bootstrap interval over the samples (each sample = its own
 seeded noise).
 
     .venv/bin/python benchmarks/learned.py                       # the published run (writes results)
@@ -68,7 +70,8 @@ W2SD_DEFAULT = {
     "mode": "W2SD", "window": "percent", "start_percent": 0.0, "end_percent": 0.5, "reflect_steps": -1,
     "inversion": "fixed_point", "inversion_iters": 1, "equal_budget": False,
 }  # fmt: skip
-OFFICIAL_CODE = {"window": "steps", "inversion": "explicit"}  # every step but the last, the paper's inversion
+OFFICIAL_CODE = {"window": "steps", "inversion": "explicit"}
+ADAPTIVE_STOP = 0.25  # the adaptive row's stop_ratio  # every step but the last, the paper's inversion
 
 
 @dataclass(frozen=True)
@@ -112,6 +115,22 @@ ROWS: dict[str, Row] = {
         Row("resample_aligned", "Re-Sampling (aligned)", _w2sd(mode="Re-Sampling (aligned)")),
         Row("equal_budget", "W2SD equal_budget (NFE <= stock)", _w2sd(equal_budget=True)),
         Row("fp3", "W2SD, fixed_point 3", _w2sd(inversion_iters=3)),
+        # The fixed windows an adaptive one is judged against: the first k steps, and every step.
+        *(
+            Row(f"first_{k}", f"W2SD, first {k} steps", _w2sd(window="steps", reflect_steps=k))
+            for k in (1, 2, 3)
+        ),
+        Row("all_fp1", "W2SD, every step but the last", _w2sd(window="steps")),
+        # Cheaper reflections: the next step reuses the strong evaluation (pairs whose strong side is main).
+        Row("reuse", "W2SD defaults, reuse_strong", _w2sd(reuse_strong=True)),
+        Row("reuse_explicit", "W2SD, explicit, reuse_strong", _w2sd(inversion="explicit", reuse_strong=True)),
+        Row("stock_15x", "stock, 1.5x the steps", steps=lambda t: t + t // 2),
+        Row("stock_2x", "stock, 2x the steps", steps=lambda t: 2 * t),
+        Row(
+            "adaptive",
+            f"W2SD adaptive (every step, stop_ratio {ADAPTIVE_STOP:g})",
+            _w2sd(window="steps", stop_ratio=ADAPTIVE_STOP),
+        ),
     )
 }
 CFG_SWEEP = (1.0, 2.0, 3.0, 4.0, 5.5, 7.0, 9.0)
