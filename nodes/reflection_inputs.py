@@ -101,7 +101,7 @@ def adaptive_inputs() -> dict[str, Any]:
                 "min": 0.0,
                 "max": 1.0,
                 "step": 0.01,
-                "tooltip": "Adaptive window: end the window early, after a reflection smaller than stop_ratio x the largest one so far (size |x~ - x| / |x|, as in reflection_plot). Reflections grow over the early steps, then collapse once strong and weak agree; the later ones change little. 0 = off (the window alone decides). Costs no extra model evaluation; the bottom line of reflection_plot says where it stopped.",
+                "tooltip": "Adaptive window: end the window early, after a reflection smaller than stop_ratio x the largest one so far (size |x~ - x| / |x|, as in reflection_plot). Measured: with karras schedules reflections peak early and collapse once strong and weak agree (the later ones change little); on the flow (SD3) digit models with the simple schedule they grew to the last step and the window never ended early. 0 = off (the window alone decides). Costs no extra model evaluation; the bottom line of reflection_plot says where it stopped.",
             },
         ),
         "reuse_strong": (

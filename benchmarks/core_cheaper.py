@@ -1,0 +1,99 @@
+"""Adaptive windows and reused strong evaluations on the Gaussian mixtures (issue #12), in w2sd_core.
+
+The problems of benchmarks/core_synthetic.py (1-D: strong 30/70, weak 5/95, ideal 50/50; 2-D: the
+bottom-left corner at 10% / 2% / 25%), 10,000 samples from seed 0, Karras sigmas 0.002..20, one
+fixed-point refinement in every W2SD row. Per sampler and step count: stock; W2SD over every step but
+the last, over the first half (the node default) and over the first k steps for each k (the best fixed
+window is the smallest k within 0.005 of the largest share); the adaptive window (every step, stop_ratio
+0.05 and 0.25); reuse_strong over the first half. "gain" = share moved, as a fraction of every-step W2SD's.
+
+    .venv/bin/python benchmarks/core_cheaper.py      # writes benchmarks/results/core_cheaper.md
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path[:0] = [str(ROOT), str(ROOT / "tests" / "core"), str(ROOT / "benchmarks")]
+
+from core_synthetic import ONE_D, SIGMA_MAX, TWO_D, Problem  # noqa: E402
+from gmm import karras_sigmas  # noqa: E402
+from samplers import sample_dpmpp_2m, sample_euler  # noqa: E402
+
+from w2sd_core import AdaptiveStop, ReflectionWindow, sample_with_reflection  # noqa: E402
+
+N = 10_000
+RESULTS = ROOT / "benchmarks" / "results" / "core_cheaper.md"
+
+
+def run(p: Problem, sampler, steps: int, window: ReflectionWindow, stop=None, reuse=False):  # type: ignore[no-untyped-def]
+    """(minority share, off-mode share, model evaluations, reflected steps)."""
+    x = p.noise(SIGMA_MAX)[:N]
+    roles: list[str] = []
+    tracker = stop.tracker() if stop is not None else None
+    out = sample_with_reflection(
+        sampler, p.strong, x, karras_sigmas(steps, sigma_max=SIGMA_MAX), {"seed": 0},
+        lambda d: roles.append(d["role"]), strong=p.strong, weak=p.weak, window=window,
+        inversion_iters=1, stop=tracker, reuse_strong=reuse,
+    )  # fmt: skip
+    return p.fraction(out), p.off_mode(out), len(roles), roles.count("strong")
+
+
+def rows_for(p: Problem, sampler, steps: int) -> list[tuple[str, tuple[float, float, int, int]]]:  # type: ignore[no-untyped-def]
+    every = ReflectionWindow.percent(0, 1)
+    firsts = [run(p, sampler, steps, ReflectionWindow.steps(k)) for k in range(1, steps)]
+    top = max(f[0] for f in firsts)
+    k_best = next(k for k, f in enumerate(firsts, 1) if f[0] >= top - 0.005)
+    return [
+        ("stock", run(p, sampler, steps, ReflectionWindow.steps(0))),
+        ("every step but the last", run(p, sampler, steps, every)),
+        ("first half (node default)", run(p, sampler, steps, ReflectionWindow.percent(0, 0.5))),
+        (f"best fixed window: first {k_best}", firsts[k_best - 1]),
+        ("adaptive, stop_ratio 0.05", run(p, sampler, steps, every, AdaptiveStop(0.05))),
+        ("adaptive, stop_ratio 0.25", run(p, sampler, steps, every, AdaptiveStop(0.25))),
+        ("first half, reuse_strong", run(p, sampler, steps, ReflectionWindow.percent(0, 0.5), reuse=True)),
+    ]
+
+
+def main() -> None:
+    torch.set_num_threads(1)
+    start = time.perf_counter()
+    lines = [
+        "# Adaptive windows and reused strong evaluations on the Gaussian mixtures",
+        "",
+        f"Made by `.venv/bin/python benchmarks/core_cheaper.py` ({N:,} samples, seed 0, Karras sigmas 0.002..20,",
+        "one fixed-point refinement per reflection). Share = minority-mode share (1-D ideal 0.5, 2-D 0.25);",
+        "off-mode = samples stranded between modes; gain = share moved over stock, as a fraction of",
+        "every-step W2SD's; extra NFE = evaluations over stock, as a fraction of every-step W2SD's.",
+        "",
+    ]
+    for sampler in (sample_euler, sample_dpmpp_2m):
+        for steps in (10, 20, 40):
+            for p in (ONE_D, TWO_D):
+                rows = rows_for(p, sampler, steps)
+                stock, every = rows[0][1], rows[1][1]
+                lines += [
+                    f"## {sampler.__name__.removeprefix('sample_')}, {steps} steps, {p.name}",
+                    "",
+                    "| row | share | off-mode | NFE | reflected | gain | extra NFE |",
+                    "|---|---:|---:|---:|---:|---:|---:|",
+                ]
+                for name, (share, off, nfe, reflected) in rows:
+                    gain = (share - stock[0]) / (every[0] - stock[0])
+                    extra = (nfe - stock[2]) / (every[2] - stock[2])
+                    lines.append(
+                        f"| {name} | {share:.3f} | {off:.3f} | {nfe} | {reflected} | {gain:.2f} | {extra:.2f} |"
+                    )
+                lines.append("")
+                print("\n".join(lines[-len(rows) - 5 :]), flush=True)
+    RESULTS.write_text("\n".join(lines) + "\n")
+    print(f"wrote {RESULTS} in {time.perf_counter() - start:.0f} s")
+
+
+if __name__ == "__main__":
+    main()
