@@ -408,6 +408,30 @@ def test_reuse_strong_is_refused_where_the_strong_side_is_not_the_samplers(s, ca
     assert expected in str(error.value)
 
 
+def test_the_guider_takes_stop_ratio_and_reuse_strong(s):
+    """W2SD Guider + SamplerCustomAdvanced: the adaptive, reusing run equals the fixed window that ends
+    where it stopped (read from the guider), reusing too."""
+    select = s.c.execute("KSamplerSelect", sampler_name="euler")[0]
+    noise = s.c.execute("RandomNoise", noise_seed=3)[0]
+    sigmas = s.c.execute("BasicScheduler", model=s.model, scheduler="karras", steps=10, denoise=1.0)[0]
+
+    def sample(**reflection):
+        guider = s.c.execute(
+            "W2SDGuider", model=s.model, positive=s.positive, negative=s.negative, cfg=5.5, pair=s.cfg_gap(),
+            **{**REFLECTION, "reuse_strong": True, **reflection},
+        )[0]  # fmt: skip
+        latent = s.c.execute(
+            "SamplerCustomAdvanced", noise=noise, guider=guider, sampler=select, sigmas=sigmas,
+            latent_image=s.latent,
+        )[0]  # fmt: skip
+        return latent["samples"], guider
+
+    adaptive, guider = sample(stop_ratio=1.0)
+    assert guider.stop_tracker is not None and guider.stop_tracker.stopped_at is not None
+    fixed, _ = sample(reflect_steps=guider.stop_tracker.stopped_at + 1)
+    assert torch.equal(adaptive, fixed)
+
+
 def test_the_plot_note_names_the_reflected_steps_and_the_stop(s):
     import importlib
 
