@@ -135,6 +135,7 @@ class W2SDGuider(comfy.samplers.CFGGuider):
         super().__init__(model_patcher)
         self.diagnostics: ReflectionDiagnostics | None = None
         self.stop_tracker: StopTracker | None = None
+        self.main_conds: tuple[Any, Any] = (None, None)  # the sampler's own positive / negative
 
     @staticmethod
     def _separate_models(main: Any, pair: W2SDPair) -> list[Any]:
@@ -184,9 +185,7 @@ class W2SDGuider(comfy.samplers.CFGGuider):
         for scales in role_scales(self.main_model):
             if scales.get("strong", scales["main"]) != scales["main"]:
                 return f"its LoRA scale {scales['strong']:+g} is not the sampler's {scales['main']:+g}"
-        for kind, mine in zip(
-            ("positive", "negative"), getattr(self, "main_conds", (None, None)), strict=True
-        ):
+        for kind, mine in zip(("positive", "negative"), self.main_conds, strict=True):
             side = getattr(strong, kind)
             if side is not None and side is not mine:
                 return f"its {kind} conditioning is its own"
