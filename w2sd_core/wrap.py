@@ -20,7 +20,7 @@ from .adaptive import StopTracker
 from .diagnostics import ReflectionDiagnostics, reflection_size
 from .reflection import check_inversion, invert, reflect
 from .resampling import aligned_noise, draw_noise, renoise
-from .steps import Denoiser, batch_sigma, denoise_step, euler_step
+from .steps import Denoiser, denoise_step
 from .window import ReflectionWindow, schedule_values
 
 MODES = ("w2sd", "s2wd", "resample", "resample_aligned")
@@ -119,21 +119,6 @@ class ReusedFirstCall:
         if name in ("model", "denoised"):
             raise AttributeError(name)
         return getattr(self.model, name)
-
-
-def _reflect_reusing_strong(
-    x: Tensor,
-    sigma: Tensor,
-    sigma_next: Tensor,
-    strong: Denoiser,
-    weak: Denoiser,
-    inversion_iters: int,
-    inversion: str,
-) -> tuple[Tensor, Tensor]:
-    """A W2SD reflection that also returns its strong evaluation `D_s(x, sigma)`, for the next step."""
-    denoised = strong(x, batch_sigma(sigma, x))
-    x_down = euler_step(x, sigma, sigma_next, denoised)
-    return invert(x_down, sigma, sigma_next, weak, inversion_iters, inversion), denoised
 
 
 def _reflect_step(
@@ -240,24 +225,26 @@ def sample_with_reflection(
             return single_step(model_now, x, sigmas[start : end + 1], args_from(start))
         return sampler_fn(model_now, x, sigmas[start : end + 1], args_from(start), None, quiet, **options)
 
+    kept: list[Tensor] = []  # reuse_strong: the reflection's strong evaluation, for the step after it
+
+    def strong_kept(v: Tensor, sigma: Tensor) -> Tensor:
+        kept.append(strong_c(v, sigma))
+        return kept[-1]
+
+    strong_r = strong_kept if reuse_strong else strong_c
     resample_seed = _offset_seed(base_seed or 0, RESAMPLE_STREAM) % _SEED_SPAN
     generator = torch.Generator("cpu").manual_seed(resample_seed)
     i = 0
     while i < total:
         if mask[i]:
-            first = None
-            if reuse_strong:
-                x_new, first = _reflect_reusing_strong(
-                    x, sigmas[i], sigmas[i + 1], strong_c, weak_c, inversion_iters, inversion
-                )
-            else:
-                x_new = _reflect_step(
-                    mode, x, sigmas[i], sigmas[i + 1], strong_c, weak_c, inversion_iters, inversion, generator
-                )
+            kept.clear()
+            x_new = _reflect_step(
+                mode, x, sigmas[i], sigmas[i + 1], strong_r, weak_c, inversion_iters, inversion, generator
+            )
             if diagnostics is not None:
                 diagnostics.record(i, values[i], x, x_new)
             size = reflection_size(x, x_new) if stop is not None else None
-            x = run(x_new, i, i + 1, True, first)
+            x = run(x_new, i, i + 1, True, kept[0] if kept else None)
             # Read after the step is queued: a GPU works on it while the host decides.
             if size is not None and stop is not None and not stop.observe(i, float(size)):
                 mask[i + 1 :] = [False] * (total - i - 1)
