@@ -257,32 +257,24 @@ class W2SDGuider(comfy.samplers.CFGGuider):
         self.stop_tracker = None if self.settings.stop is None else self.settings.stop.tracker()
         inversion, iters = self.settings.core_inversion
         steps = len(sigmas) - 1
-        total = planned_nfe(
-            steps,
-            sum(reflected),
-            inversion_iters=iters,
-            mode=self.settings.mode,
-            evals_per_step=self.settings.evals_per_step,
-            reuse_strong=self.settings.reuse_strong,
-        )
 
-        def report(i: int, x0: torch.Tensor, x: torch.Tensor, _steps: int) -> None:
-            if callback is not None:
-                callback(i, x0, x, current_total())
-
-        def current_total() -> int:
-            # Once an adaptive window has ended, the bar's total shrinks to the steps reflected so far.
-            stopped = None if self.stop_tracker is None else self.stop_tracker.stopped_at
-            if stopped is None:
-                return total
+        def nfe_with(reflected_count: int) -> int:
             return planned_nfe(
                 steps,
-                sum(reflected[: stopped + 1]),
+                reflected_count,
                 inversion_iters=iters,
                 mode=self.settings.mode,
                 evals_per_step=self.settings.evals_per_step,
                 reuse_strong=self.settings.reuse_strong,
             )
+
+        total = nfe_with(sum(reflected))
+
+        def report(i: int, x0: torch.Tensor, x: torch.Tensor, _steps: int) -> None:
+            if callback is not None:
+                # Once an adaptive window has ended, the bar's total shrinks to the steps reflected so far.
+                stopped = None if self.stop_tracker is None else self.stop_tracker.stopped_at
+                callback(i, x0, x, total if stopped is None else nfe_with(sum(reflected[: stopped + 1])))
 
         function = compat.named_sampler_function(
             partial(
