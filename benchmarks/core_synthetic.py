@@ -22,7 +22,7 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(ROOT), str(ROOT / "tests" / "core")]
 
-from gmm import GMM, karras_sigmas, one_d  # noqa: E402
+from gmm import GMM, karras_sigmas, one_d, two_d  # noqa: E402
 from samplers import sample_euler  # noqa: E402
 
 from w2sd_core import (  # noqa: E402
@@ -62,13 +62,12 @@ class Problem:
         return torch.randn(N, self.strong.dim, generator=g, dtype=torch.float64) * sigma_max
 
 
-CORNERS = [[-3.0, -3.0], [3.0, 3.0], [-3.0, 3.0], [3.0, -3.0]]
 ONE_D = Problem("1-D", one_d(0.3), one_d(0.05), one_d(0.5), lambda x: x[:, 0] < 0)
 TWO_D = Problem(
     "2-D",
-    GMM(CORNERS, [0.1, 0.3, 0.3, 0.3], 0.5),
-    GMM(CORNERS, [0.02, 0.98 / 3, 0.98 / 3, 0.98 / 3], 0.5),
-    GMM(CORNERS, [0.25, 0.25, 0.25, 0.25], 0.5),
+    two_d([0.1, 0.3, 0.3, 0.3]),
+    two_d([0.02, 0.98 / 3, 0.98 / 3, 0.98 / 3]),
+    two_d([0.25, 0.25, 0.25, 0.25]),
     lambda x: (x[:, 0] < 0) & (x[:, 1] < 0),
 )
 

@@ -95,3 +95,17 @@ def one_d(left: float) -> GMM:
 def left_fraction(x: Tensor) -> float:
     """Share of samples in the left (minority) mode."""
     return (x.reshape(-1) < 0).double().mean().item()
+
+
+# The paper's 2-D setting (Sec. 3.2, Fig. 5): four modes at (+-3, +-3), std 0.5; the minority corner first.
+CORNERS = [[-3.0, -3.0], [3.0, 3.0], [-3.0, 3.0], [3.0, -3.0]]
+
+
+def two_d(weights: Sequence[float]) -> GMM:
+    """The 2-D four-corner mixture with `weights` (bottom-left corner first)."""
+    return GMM(CORNERS, weights, 0.5)
+
+
+def corner_fraction(x: Tensor) -> float:
+    """Share of samples in the bottom-left (minority) corner."""
+    return ((x[:, 0] < 0) & (x[:, 1] < 0)).double().mean().item()

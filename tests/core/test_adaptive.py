@@ -4,18 +4,13 @@ import math
 
 import pytest
 import torch
-from gmm import GMM, karras_sigmas, left_fraction, one_d
+from gmm import corner_fraction, karras_sigmas, left_fraction, one_d, two_d
 from samplers import sample_dpmpp_2m, sample_euler
 
 from w2sd_core import AdaptiveStop, ReflectionWindow, sample_with_reflection
 
-CORNERS = [[-3.0, -3.0], [3.0, 3.0], [-3.0, 3.0], [3.0, -3.0]]
-STRONG_2D = GMM(CORNERS, [0.1, 0.3, 0.3, 0.3], 0.5)
-WEAK_2D = GMM(CORNERS, [0.02, 0.98 / 3, 0.98 / 3, 0.98 / 3], 0.5)
-
-
-def corner_fraction(x: torch.Tensor) -> float:
-    return ((x[:, 0] < 0) & (x[:, 1] < 0)).double().mean().item()
+STRONG_2D = two_d([0.1, 0.3, 0.3, 0.3])
+WEAK_2D = two_d([0.02, 0.98 / 3, 0.98 / 3, 0.98 / 3])
 
 
 def run(strong, weak, dim, steps, window, stop=None, sampler=sample_euler):  # type: ignore[no-untyped-def]

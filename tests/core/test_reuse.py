@@ -2,19 +2,14 @@
 
 import pytest
 import torch
-from gmm import GMM, karras_sigmas, left_fraction, one_d
+from gmm import GMM, corner_fraction, karras_sigmas, left_fraction, one_d, two_d
 from samplers import sample_dpmpp_2m, sample_euler
 
 from w2sd_core import ReflectionWindow, planned_nfe, sample_with_reflection
 from w2sd_core.wrap import ReusedFirstCall
 
-CORNERS = [[-3.0, -3.0], [3.0, 3.0], [-3.0, 3.0], [3.0, -3.0]]
-STRONG_2D = GMM(CORNERS, [0.1, 0.3, 0.3, 0.3], 0.5)
-WEAK_2D = GMM(CORNERS, [0.02, 0.98 / 3, 0.98 / 3, 0.98 / 3], 0.5)
-
-
-def corner_fraction(x: torch.Tensor) -> float:
-    return ((x[:, 0] < 0) & (x[:, 1] < 0)).double().mean().item()
+STRONG_2D = two_d([0.1, 0.3, 0.3, 0.3])
+WEAK_2D = two_d([0.02, 0.98 / 3, 0.98 / 3, 0.98 / 3])
 
 
 def run(strong, weak, dim, steps, window, iters=1, reuse=False, sampler=sample_euler, n=4000):  # type: ignore[no-untyped-def]
