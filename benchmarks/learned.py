@@ -12,8 +12,10 @@ window with the paper's explicit inversion; W2SD on every step but the last (the
 explicit inversion); S2WD; Re-Sampling vanilla / aligned; equal_budget; fixed-point inversion with 3
 iterations; the first 1 / 2 / 3 steps and every step with the defaults' inversion, and the adaptive
 window (every step, stop_ratio 0.25): the curve an adaptive window is judged against; reuse_strong
-with the defaults and with the explicit inversion, against stock at 1.5x and 2x the steps. Every figure carries a 95% bootstrap interval over the samples (each sample = its own
-seeded noise).
+with the defaults and with the explicit inversion, against stock at 1.5x and 2x the steps; the
+warm_start inversion (explicit's cost) alone and with reuse_strong (1.5x stock's NFE at the default
+window). Every figure carries a 95% bootstrap interval over the samples (each sample = its own seeded
+noise).
 
     .venv/bin/python benchmarks/learned.py                       # the published run (writes results)
     .venv/bin/python benchmarks/learned.py --quick               # 100 samples, euler, a few rows
@@ -124,6 +126,13 @@ ROWS: dict[str, Row] = {
         # Cheaper reflections: the next step reuses the strong evaluation (pairs whose strong side is main).
         Row("reuse", "W2SD defaults, reuse_strong", _w2sd(reuse_strong=True)),
         Row("reuse_explicit", "W2SD, explicit, reuse_strong", _w2sd(inversion="explicit", reuse_strong=True)),
+        # warm_start: one weak evaluation where the strong one was made (explicit's cost).
+        Row("warm", "W2SD defaults, warm_start inversion", _w2sd(inversion="warm_start", inversion_iters=0)),
+        Row(
+            "warm_reuse",
+            "W2SD defaults, warm_start, reuse_strong",
+            _w2sd(inversion="warm_start", inversion_iters=0, reuse_strong=True),
+        ),
         Row("stock_15x", "stock, 1.5x the steps", steps=lambda t: t + t // 2),
         Row("stock_2x", "stock, 2x the steps", steps=lambda t: 2 * t),
         Row(

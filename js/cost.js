@@ -41,9 +41,11 @@ export function equalBudgetPlan(steps, iters = 0) {
   return { steps: half, reflected: Math.max(0, Math.min(Math.floor(half / 2), Math.floor((steps - half) / (2 + iters)))) };
 }
 
-/** Fixed-point refinements actually run (guider.py core_inversion: fixed_point means at least 1). */
+/** Fixed-point refinements actually run (guider.py inversion_refinements: fixed_point means at least 1,
+ * warm_start as given, explicit and reference none). */
 export function inversionIters({ inversion = "explicit", inversion_iters = 0 } = {}) {
-  return inversion === "fixed_point" ? Math.max(inversion_iters, 1) : 0;
+  if (inversion === "fixed_point") return Math.max(inversion_iters, 1);
+  return inversion === "warm_start" ? inversion_iters : 0;
 }
 
 /** Model evaluations per reflected step, by side. S2WD swaps which side denoises and which inverts. */

@@ -30,14 +30,14 @@ function linked(node, name) {
   return node.inputs?.some((input) => (input.widget?.name ?? input.name) === name && input.link != null) ?? false;
 }
 
-/** `inversion_iters` counts only for a fixed_point inversion (explicit and reference ignore it, and so
+/** `inversion_iters` counts only for a fixed_point or warm_start inversion (explicit and reference ignore it, and so
  * does the label): grey it out, without its number, for the others. Left on while `inversion` comes
  * from a link, whose value the frontend cannot know. */
 function syncInversionIters(node) {
   const iters = widget(node, "inversion_iters");
   const inversion = widget(node, "inversion");
   if (!iters || !inversion) return;
-  const off = inversion.value !== "fixed_point" && !linked(node, "inversion");
+  const off = !["fixed_point", "warm_start"].includes(inversion.value) && !linked(node, "inversion");
   if (Boolean(iters.disabled) === off) return;
   iters.disabled = off;
   node.setDirtyCanvas?.(true, false);

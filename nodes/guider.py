@@ -47,7 +47,15 @@ BROWNIAN_TREE_SAMPLERS = {
     "sample_dpmpp_2m_sde_heun_gpu": False, "sample_dpmpp_3m_sde_gpu": False,
 }  # fmt: skip
 MODES = ("w2sd", "s2wd", "resample", "resample_aligned")
-INVERSIONS = ("explicit", "fixed_point", "reference")
+INVERSIONS = ("explicit", "fixed_point", "reference", "warm_start")
+
+
+def inversion_refinements(inversion: str, inversion_iters: int) -> int:
+    """Fixed-point refinements w2sd_core runs: fixed_point at least 1, warm_start as given, others none."""
+    if inversion == "fixed_point":
+        return max(inversion_iters, 1)
+    return inversion_iters if inversion == "warm_start" else 0
+
 
 # Model evaluations per step of ComfyUI's samplers that evaluate more than once per step (for the
 # progress bar total only; the bar is clamped, so an estimate that is a little off is harmless).
@@ -90,9 +98,8 @@ class ReflectionSettings:
     @property
     def core_inversion(self) -> tuple[str, int]:
         """(inversion kind, fixed-point iterations) as w2sd_core takes them."""
-        if self.inversion == "fixed_point":
-            return "explicit", max(self.inversion_iters, 1)
-        return self.inversion, 0
+        kind = "explicit" if self.inversion == "fixed_point" else self.inversion
+        return kind, inversion_refinements(self.inversion, self.inversion_iters)
 
 
 def model_label(patcher: Any) -> str:

@@ -6,7 +6,7 @@ import logging
 from typing import Any
 
 from ..w2sd_core import AdaptiveStop, ReflectionWindow, equal_budget_plan
-from .guider import EVALS_PER_STEP, ReflectionSettings
+from .guider import EVALS_PER_STEP, ReflectionSettings, inversion_refinements
 
 log = logging.getLogger(__name__)
 
@@ -66,10 +66,10 @@ def reflection_inputs() -> dict[str, Any]:
             },
         ),
         "inversion": (
-            ["explicit", "fixed_point", "reference"],
+            ["explicit", "fixed_point", "reference", "warm_start"],
             {
                 "default": "fixed_point",
-                "tooltip": "fixed_point (default, 1 iteration): the paper's weak inversion refined inversion_iters times, one weak NFE each; measured on trained models it keeps W2SD's gain with every sampler. explicit: the paper's one-NFE inversion; as good with euler, but with large steps (karras schedules) its error turned the gain into a loss. reference: the official code's EPS inversion, to reproduce its numbers.",
+                "tooltip": "fixed_point (default, 1 iteration): the paper's weak inversion refined inversion_iters times, one weak NFE each; measured on trained models it keeps W2SD's gain with every sampler. explicit: the paper's one-NFE inversion; as good with euler, but with large steps (karras schedules) its error turned the gain into a loss. reference: the official code's EPS inversion, to reproduce its numbers. warm_start (experimental): one weak evaluation where the strong one was made (Theorem 1's first-order form), so its error grows with the reflection, not with the step; inversion_iters refines it further.",
             },
         ),
         "inversion_iters": (
@@ -78,7 +78,7 @@ def reflection_inputs() -> dict[str, Any]:
                 "default": 1,
                 "min": 0,
                 "max": 50,
-                "tooltip": "Fixed-point refinements of the inversion (inversion = fixed_point; 0 runs 1); each costs one weak model evaluation per reflected step. 1 measured as good as 3 on trained models.",
+                "tooltip": "Fixed-point refinements of the inversion (inversion = fixed_point, where 0 runs 1; or warm_start, where 0 runs none); each costs one weak model evaluation per reflected step. 1 measured as good as 3 on trained models.",
             },
         ),
         "equal_budget": (
@@ -206,7 +206,7 @@ def settings_from_inputs(
             raise ValueError(
                 f"equal_budget needs steps >= 2 (it samples steps // 2 and reflects a quarter); got steps={steps}."
             )
-        plan = equal_budget_plan(steps, max(inversion_iters, 1) if inversion == "fixed_point" else 0)
+        plan = equal_budget_plan(steps, inversion_refinements(inversion, inversion_iters))
         log.info(
             "[W2SD] equal budget: %d steps -> %d steps, %d reflected", steps, plan.steps, plan.reflect_steps
         )

@@ -12,7 +12,7 @@ from torch import Tensor
 
 from .steps import Denoiser, Sigma, batch_sigma, check_reflection_sigmas, denoise_step, to_d
 
-INVERSIONS = ("explicit", "reference")
+INVERSIONS = ("explicit", "reference", "warm_start")
 
 
 def check_inversion(inversion: str, inversion_iters: int) -> None:
@@ -31,15 +31,24 @@ def invert(
     weak: Denoiser,
     inversion_iters: int = 0,
     inversion: str = "explicit",
+    start: Tensor | None = None,
 ) -> Tensor:
     """`M_inv^w`: undoes one Euler step of `weak`, taking `x` at `sigma_next` back up to `sigma`.
 
     "explicit" is the paper's inversion (1 NFE). "reference" is the official code's EPS inversion: the
-    weak model is queried at the target level `sigma` on the VP-rescaled latent. Each of the
-    `inversion_iters` fixed-point refinements (1 NFE each) moves the result towards the exact inverse.
+    weak model is queried at the target level `sigma` on the VP-rescaled latent. "warm_start" (1 NFE)
+    starts the fixed-point iteration below from `start`, the latent the strong step left at `sigma`:
+    the weak model is queried where the strong one was, so `x~ - x = h * (d_w - d_s)` at one point,
+    Theorem 1's first-order form, whose error shrinks with the reflection's size rather than with the
+    step's (the explicit inversion's grows with the step). Each of the `inversion_iters` fixed-point
+    refinements (1 NFE each) moves the result towards the exact inverse.
     """
     h = sigma - sigma_next
-    if inversion == "reference":
+    if inversion == "warm_start":
+        if start is None:
+            raise ValueError("inversion='warm_start' needs start, the latent before the strong step")
+        x_tilde = x + h * to_d(start, sigma, weak(start, batch_sigma(sigma, x)))
+    elif inversion == "reference":
         # Same VP latent x / sqrt(1 + sigma^2) as the network saw at sigma_next, labelled with sigma.
         x_in = x * ((1 + sigma**2) / (1 + sigma_next**2)) ** 0.5
         x_tilde = x + h * to_d(x_in, sigma, weak(x_in, batch_sigma(sigma, x)))
@@ -72,4 +81,4 @@ def reflect(
     if not isinstance(sigma, Tensor) and not isinstance(sigma_next, Tensor):
         check_reflection_sigmas(sigma, sigma_next)
     x_down = denoise_step(x, sigma, sigma_next, strong)
-    return invert(x_down, sigma, sigma_next, weak, inversion_iters, inversion)
+    return invert(x_down, sigma, sigma_next, weak, inversion_iters, inversion, start=x)

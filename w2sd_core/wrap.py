@@ -139,7 +139,7 @@ def _reflect_step(
     if mode == "resample":
         noise = draw_noise(x, generator)
     else:
-        x_tilde = invert(x_down, sigma, sigma_next, weak, inversion_iters, inversion)
+        x_tilde = invert(x_down, sigma, sigma_next, weak, inversion_iters, inversion, start=x)
         noise = aligned_noise(x_tilde - x, generator)
     return renoise(x_down, sigma, sigma_next, noise)
 

@@ -37,10 +37,13 @@ test("paper lambda = T-1: NFE = T + 2 lambda", () => {
   assert.equal(c.lines[2], "19 reflected; cfg 5.5");
 });
 
-test("inversion: fixed_point adds iters (at least 1) weak evaluations, explicit/reference none", () => {
+test("inversion: fixed_point adds iters (at least 1) weak evaluations, warm_start iters, explicit/reference none", () => {
   assert.equal(cost({ ...base, inversion: "fixed_point", inversion_iters: 3 }).nfe, 20 + 10 * 5);
   assert.equal(cost({ ...base, inversion: "fixed_point", inversion_iters: 0 }).nfe, 20 + 10 * 3);
   assert.equal(cost({ ...base, inversion: "reference", inversion_iters: 3 }).nfe, 40);
+  assert.equal(cost({ ...base, inversion: "warm_start", inversion_iters: 0 }).nfe, 40);
+  assert.equal(cost({ ...base, inversion: "warm_start", inversion_iters: 2 }).nfe, 20 + 10 * 4);
+  assert.equal(cost({ ...base, inversion: "warm_start", inversion_iters: 0, reuse_strong: true }).nfe, 30);
 });
 
 test("modes: S2WD and aligned Re-Sampling cost a reflection, vanilla Re-Sampling one evaluation", () => {

@@ -47,7 +47,7 @@ def expected_cost(
     end_percent: float = 0.5, reflect_steps: int = -1, inversion: str = "fixed_point", inversion_iters: int = 1,
     equal_budget: bool = False, strong_cfg: float | None = None, weak_cfg: float | None = None,
 ) -> dict[str, Any]:  # fmt: skip
-    k = max(inversion_iters, 1) if inversion == "fixed_point" else 0
+    k = {"fixed_point": max(inversion_iters, 1), "warm_start": inversion_iters}.get(inversion, 0)
     if equal_budget:  # paper Fig. 13; fixed-point iterations shrink lambda to stay within the budget
         t = steps // 2
         r = min(t // 2, (steps - t) // (2 + k))
@@ -261,9 +261,9 @@ def iters_state(page: Any, node_id: int) -> dict[str, Any]:
     )
 
 
-def test_inversion_iters_is_greyed_out_unless_the_inversion_is_fixed_point(app) -> None:  # type: ignore[no-untyped-def]
+def test_inversion_iters_is_greyed_out_unless_the_inversion_is_refined(app) -> None:  # type: ignore[no-untyped-def]
     """explicit and reference inversions ignore inversion_iters (and the label counts none): the widget
-    must not look like refinements the user bought."""
+    must not look like refinements the user bought. fixed_point and warm_start refine."""
     k = add_node(app, "W2SDKSampler", (100, 150))
     assert widgets(app, k)["inversion"] == "fixed_point"  # the default, with 1 iteration
     assert iters_state(app, k) == {"value": 1, "disabled": False, "drawnDisabled": False}
@@ -287,6 +287,10 @@ def test_inversion_iters_is_greyed_out_unless_the_inversion_is_fixed_point(app) 
     set_widget(app, k, "inversion", "reference")
     assert iters_state(app, k)["disabled"] is True
     assert cost(app, k)["lines"][0] == expected_cost(20, inversion="reference", inversion_iters=2)["line"]
+
+    set_widget(app, k, "inversion", "warm_start")  # refined inversion_iters times (0 = none)
+    assert iters_state(app, k)["disabled"] is False
+    assert cost(app, k)["lines"][0] == expected_cost(20, inversion="warm_start", inversion_iters=2)["line"]
 
     set_widget(app, k, "inversion", "fixed_point")
     set_widget(app, k, "preset", "paper LoRA")  # a preset that sets explicit greys it out again

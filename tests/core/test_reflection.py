@@ -93,6 +93,41 @@ def test_reflection_costs_two_plus_iters_evaluations_with_batch_sigmas() -> None
     assert [s[0].item() for _, s in seen] == [3.0, 2.0, 3.0, 3.0]
 
 
+def test_warm_start_is_theorem_1_first_order_form_at_one_point() -> None:
+    # One strong and one weak evaluation, both at (x, sigma): x~ - x = h * (d_w - d_s) = (h / sigma) (D_s - D_w).
+    x, sigma, sigma_next = points(), 3.0, 1.5
+    s = torch.full((x.shape[0],), sigma, dtype=x.dtype)
+    expected = x + (sigma - sigma_next) / sigma * (STRONG(x, s) - WEAK(x, s))
+    actual = reflect(x, sigma, sigma_next, STRONG, WEAK, inversion="warm_start")
+    assert torch.allclose(actual, expected, rtol=0, atol=1e-12)
+    assert not torch.allclose(actual, reflect(x, sigma, sigma_next, STRONG, WEAK), atol=1e-3)
+
+
+@pytest.mark.parametrize(("sigma", "sigma_next"), [(5.0, 4.0), (10.0, 3.0), (2.0, 0.5), (1.0, 0.2)])
+def test_warm_start_undoes_the_strong_step_when_strong_equals_weak(sigma: float, sigma_next: float) -> None:
+    # No gap, no reflection, at any step size, with no refinement: the explicit inverse is off by O(h^2)
+    # (its error is what a small gap's reflection drowns in at large steps).
+    x = points()
+    assert (reflect(x, sigma, sigma_next, STRONG, STRONG, inversion="warm_start") - x).abs().max() < 1e-12
+    assert (reflect(x, sigma, sigma_next, STRONG, STRONG) - x).abs().max() > 0.1
+
+
+def test_warm_start_costs_explicits_evaluations_and_queries_both_sides_at_sigma() -> None:
+    seen: list[tuple[str, float]] = []
+
+    def recorder(name: str, model: GMM):  # type: ignore[no-untyped-def]
+        def denoise(x: torch.Tensor, sigma: torch.Tensor) -> torch.Tensor:
+            seen.append((name, sigma[0].item()))
+            return model(x, sigma)
+
+        return denoise
+
+    reflect(points(8), 3.0, 2.0, recorder("strong", STRONG), recorder("weak", WEAK), 1, "warm_start")
+    assert seen == [("strong", 3.0), ("weak", 3.0), ("weak", 3.0)]
+    with pytest.raises(ValueError, match="warm_start' needs start"):
+        invert(points(4), 3.0, 2.0, WEAK, inversion="warm_start")
+
+
 @pytest.mark.parametrize(
     ("kwargs", "message"),
     [

@@ -344,3 +344,18 @@ def test_a_sampler_without_a_lone_step_gives_back_stock_with_first_order_single_
     assert rel(broken) > 0.5, "the toy sampler no longer reproduces UniPC's missing lone step"
     assert rel(fixed, euler) < 1e-3
     assert rel(fixed) < 1.1 * rel(euler)
+
+
+@pytest.mark.parametrize("reuse_strong", [False, True])
+def test_warm_start_with_strong_equal_weak_is_plain_euler(reuse_strong: bool) -> None:
+    """The warm-started inversion undoes a strong step of the same model exactly, with no refinement:
+    strong == weak over every step gives back plain Euler, also when the next step reuses the strong
+    evaluation (at T + lambda evaluations)."""
+    x = noise()
+    plain = sample_euler(MainModel(STRONG), x, SIGMAS)
+    roles: list[str] = []
+    out = sample_with_reflection(sample_euler, MainModel(STRONG), x, SIGMAS, {"seed": 7}, lambda d: roles.append(d["role"]),
+                                 strong=STRONG, weak=STRONG, window=EVERY_STEP_BUT_THE_LAST, inversion="warm_start",
+                                 reuse_strong=reuse_strong)  # fmt: skip
+    assert (out - plain).abs().max() < 1e-10
+    assert len(roles) == planned_nfe(STEPS, STEPS - 1, reuse_strong=reuse_strong)

@@ -389,6 +389,19 @@ def test_reuse_strong_with_strong_equal_weak_and_fixed_point_stays_near_stock(s)
     assert err_reused <= 2 * err_fixed + 1e-6
 
 
+@pytest.mark.parametrize("reuse_strong", [False, True])
+def test_warm_start_with_strong_equal_weak_is_stock_euler(s, reuse_strong):
+    """The warm-started inversion undoes a strong step of the same model with no refinement: strong ==
+    weak over every step is the stock KSampler (euler) up to float rounding, also reusing the strong
+    evaluation (T + lambda evaluations)."""
+    same = s.c.execute("W2SDModelPair", strong_cfg=5.5, weak_cfg=5.5)[0]
+    stock = s.stock()
+    warm, _ = s.w2sd(same, inversion="warm_start", inversion_iters=0, reuse_strong=reuse_strong)
+    error = (warm - stock).abs().max().item() / stock.abs().max().item()
+    print(f"strong == weak, warm_start, reuse_strong={reuse_strong}: relative max error vs stock {error:.2e}")
+    assert error < 1e-5
+
+
 @pytest.mark.parametrize(
     ("case", "expected"),
     [("lora", "its LoRA scale +1.5 is not the sampler's +0.8"), ("cfg", "its cfg 7 is not the sampler's 5.5"),
