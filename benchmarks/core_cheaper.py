@@ -2,11 +2,11 @@
 
 The problems of benchmarks/core_synthetic.py (1-D: strong 30/70, weak 5/95, ideal 50/50; 2-D: the
 bottom-left corner at 10% / 2% / 25%), 10,000 samples from seed 0, Karras sigmas 0.002..20, one
-fixed-point refinement in every W2SD row. Per sampler and step count: stock; W2SD over every step but
-the last, over the first half (the node default) and over the first k steps for each k (the best fixed
-window is the smallest k within 0.005 of the largest share); the adaptive window (every step, stop_ratio
-0.05 and 0.25); reuse_strong over the first half. "gain" = share moved, as a fraction of every-step W2SD's.
-Last, for 10 steps, an oracle: every set of steps half the best fixed window's size (and one more), tried
+fixed-point refinement in every W2SD row but the warm_start ones. Per sampler and step count: stock;
+W2SD over every step but the last, over the first half (the node default) and over the first k steps
+for each k (the best fixed window is the smallest k within 0.005 of the largest share); the adaptive
+window (every step, stop_ratio 0.05 and 0.25); reuse_strong, the warm_start inversion (no refinement)
+and both over the first half. "gain" = share moved, as a fraction of every-step W2SD's. Last, for 10 steps, an oracle: every set of steps half the best fixed window's size (and one more), tried
 in turn, to ask whether any choice of steps -- adaptive or not -- gets 90% of that window's gain at half
 its extra NFE.
 
@@ -35,15 +35,17 @@ N = 10_000
 RESULTS = ROOT / "benchmarks" / "results" / "core_cheaper.md"
 
 
-def run(p: Problem, sampler, steps: int, window: ReflectionWindow, stop=None, reuse=False):  # type: ignore[no-untyped-def]
-    """(minority share, off-mode share, model evaluations, reflected steps)."""
+def run(p: Problem, sampler, steps: int, window: ReflectionWindow, stop=None, reuse=False, warm=False):  # type: ignore[no-untyped-def]
+    """(minority share, off-mode share, model evaluations, reflected steps); `warm`: the warm_start
+    inversion with no refinement instead of one fixed-point refinement."""
     x = p.noise(SIGMA_MAX)[:N]
     roles: list[str] = []
     tracker = stop.tracker() if stop is not None else None
     out = sample_with_reflection(
         sampler, p.strong, x, karras_sigmas(steps, sigma_max=SIGMA_MAX), {"seed": 0},
         lambda d: roles.append(d["role"]), strong=p.strong, weak=p.weak, window=window,
-        inversion_iters=1, stop=tracker, reuse_strong=reuse,
+        inversion="warm_start" if warm else "explicit", inversion_iters=0 if warm else 1, stop=tracker,
+        reuse_strong=reuse,
     )  # fmt: skip
     return p.fraction(out), p.off_mode(out), len(roles), roles.count("strong")
 
@@ -88,6 +90,11 @@ def rows_for(p: Problem, sampler, steps: int) -> list[tuple[str, tuple[float, fl
         ("adaptive, stop_ratio 0.05", run(p, sampler, steps, every, AdaptiveStop(0.05))),
         ("adaptive, stop_ratio 0.25", run(p, sampler, steps, every, AdaptiveStop(0.25))),
         ("first half, reuse_strong", run(p, sampler, steps, ReflectionWindow.percent(0, 0.5), reuse=True)),
+        ("first half, warm_start", run(p, sampler, steps, ReflectionWindow.percent(0, 0.5), warm=True)),
+        (
+            "first half, warm_start + reuse_strong",
+            run(p, sampler, steps, ReflectionWindow.percent(0, 0.5), reuse=True, warm=True),
+        ),
     ]
 
 
@@ -97,10 +104,11 @@ def main() -> None:
     lines = [
         "# Adaptive windows and reused strong evaluations on the Gaussian mixtures",
         "",
-        f"Made by `.venv/bin/python benchmarks/core_cheaper.py` ({N:,} samples, seed 0, Karras sigmas 0.002..20,",
-        "one fixed-point refinement per reflection). Share = minority-mode share (1-D ideal 0.5, 2-D 0.25);",
-        "off-mode = samples stranded between modes; gain = share moved over stock, as a fraction of",
-        "every-step W2SD's; extra NFE = evaluations over stock, as a fraction of every-step W2SD's.",
+        f"Made by `.venv/bin/python benchmarks/core_cheaper.py` ({N:,} samples, seed 0, Karras sigmas",
+        "0.002..20, one fixed-point refinement per reflection unless warm_start). Share = minority-mode share",
+        "(1-D ideal 0.5, 2-D 0.25); off-mode = samples stranded between modes; gain = share moved over stock,",
+        "as a fraction of every-step W2SD's; extra NFE = evaluations over stock, as a fraction of every-step",
+        "W2SD's.",
         "",
     ]
     for sampler in (sample_euler, sample_dpmpp_2m):

@@ -81,3 +81,26 @@ def test_it_keeps_most_of_the_gain_for_one_evaluation_less_per_reflection(strong
     gain = (share(reused) - share(stock)) / (share(full) - share(stock))
     assert sum(roles.values()) == sum(full_roles.values()) - 10
     assert gain >= 0.7, f"reuse keeps {gain:.2f} of the gain"
+
+
+def test_warm_start_with_reuse_is_euler_with_autoguidance() -> None:
+    """warm_start + reuse_strong makes both evaluations of a reflected step at the step's own latent, so
+    with Euler the step is exactly an Euler step on `D_s + (sigma_next / sigma) * (D_s - D_w)`: guidance
+    of the strong model by the weak one (autoguidance when the weak side is a worse model; a CFG-gap pair
+    gives CFG at `cfg_s + (sigma_next / sigma) * (cfg_s - cfg_w)`), weight 1 + sigma_next / sigma."""
+    strong, weak, steps = STRONG_2D, WEAK_2D, 10
+    x = torch.randn(500, 2, generator=torch.Generator().manual_seed(0), dtype=torch.float64) * 20.0
+    sigmas = karras_sigmas(steps)
+    window = ReflectionWindow.percent(0, 0.5)
+    out = sample_with_reflection(sample_euler, strong, x, sigmas, {"seed": 0}, strong=strong, weak=weak,
+                                 window=window, inversion="warm_start", reuse_strong=True)  # fmt: skip
+    guided = x.clone()
+    for i, reflected in enumerate(window.mask(sigmas)):
+        sigma, sigma_next = sigmas[i], sigmas[i + 1]
+        s = sigma.expand(len(guided))
+        d = strong(guided, s)
+        if reflected:
+            d = d + sigma_next / sigma * (d - weak(guided, s))
+        guided = guided + (sigma_next - sigma) * (guided - d) / sigma
+    assert torch.allclose(out, guided, rtol=0, atol=1e-9)
+    assert not torch.allclose(out, run(strong, weak, 2, steps, ReflectionWindow.steps(0), n=500)[0], atol=1e-3)
