@@ -103,4 +103,6 @@ def test_warm_start_with_reuse_is_euler_with_autoguidance() -> None:
             d = d + sigma_next / sigma * (d - weak(guided, s))
         guided = guided + (sigma_next - sigma) * (guided - d) / sigma
     assert torch.allclose(out, guided, rtol=0, atol=1e-9)
-    assert not torch.allclose(out, run(strong, weak, 2, steps, ReflectionWindow.steps(0), n=500)[0], atol=1e-3)
+    assert not torch.allclose(
+        out, run(strong, weak, 2, steps, ReflectionWindow.steps(0), n=500)[0], atol=1e-3
+    )
