@@ -14,7 +14,7 @@ iterations; the first 1 / 2 / 3 steps and every step with the defaults' inversio
 window (every step, stop_ratio 0.25): the curve an adaptive window is judged against; reuse_strong
 with the defaults and with the explicit inversion, against stock at 1.5x and 2x the steps; the
 warm_start inversion (explicit's cost) alone and with reuse_strong (1.5x stock's NFE at the default
-window). Every figure carries a 95% bootstrap interval over the samples (each sample = its own seeded
+window), over the default window, every step and the later half (whose fixed_point row is `late`). Every figure carries a 95% bootstrap interval over the samples (each sample = its own seeded
 noise).
 
     .venv/bin/python benchmarks/learned.py                       # the published run (writes results)
@@ -132,6 +132,28 @@ ROWS: dict[str, Row] = {
             "warm_reuse",
             "W2SD defaults, warm_start, reuse_strong",
             _w2sd(inversion="warm_start", inversion_iters=0, reuse_strong=True),
+        ),
+        Row("late", "W2SD, the later half (0.5..1)", _w2sd(start_percent=0.5, end_percent=1.0)),
+        Row(
+            "warm_all",
+            "W2SD, every step, warm_start",
+            _w2sd(window="steps", inversion="warm_start", inversion_iters=0),
+        ),
+        Row(
+            "warm_reuse_all",
+            "W2SD, every step, warm_start, reuse_strong",
+            _w2sd(window="steps", inversion="warm_start", inversion_iters=0, reuse_strong=True),
+        ),
+        Row(
+            "warm_reuse_late",
+            "W2SD, the later half, warm_start, reuse_strong",
+            _w2sd(
+                start_percent=0.5,
+                end_percent=1.0,
+                inversion="warm_start",
+                inversion_iters=0,
+                reuse_strong=True,
+            ),
         ),
         Row("stock_15x", "stock, 1.5x the steps", steps=lambda t: t + t // 2),
         Row("stock_2x", "stock, 2x the steps", steps=lambda t: 2 * t),
