@@ -50,6 +50,17 @@ export const PRESETS = {
       },
       help: "Measured on trained models (beyond the paper): reflect the first half of the steps (late reflections wreck fine detail), fixed-point inversion with 1 iteration (explicit fails with karras schedules).",
     },
+    {
+      // benchmarks/results/learned.md, "The warm_start inversion ...": with euler on a flow model's simple
+      // schedule the later half of the steps carries the gain; with karras schedules it does nothing.
+      name: "later half (euler)",
+      values: {
+        mode: "W2SD", window: "percent", start_percent: 0.5, end_percent: 1.0,
+        inversion: "fixed_point", inversion_iters: 1, equal_budget: false, stop_ratio: 0,
+        reuse_strong: false,
+      },
+      help: "Measured with euler on flow (SD3-style) digit models: reflecting the later half of the steps moved the class ratio most per NFE (two checkpoints +0.106, LoRA +0.236 at 2.2x stock's NFE, where the first half gave +0.034 / +0.050). With karras schedules it does nothing: keep the measured default there.",
+    },
   ],
   W2SDLoraSplit: [
     {

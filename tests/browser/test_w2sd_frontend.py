@@ -362,6 +362,15 @@ SAMPLER_PRESETS = {
         "inversion_iters": 1,
         "equal_budget": False,
     },
+    "later half (euler)": {
+        "mode": "W2SD",
+        "window": "percent",
+        "start_percent": 0.5,
+        "end_percent": 1.0,
+        "inversion": "fixed_point",
+        "inversion_iters": 1,
+        "equal_budget": False,
+    },
 }
 PRESETS = {
     "W2SDKSampler": SAMPLER_PRESETS,
