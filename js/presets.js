@@ -48,7 +48,7 @@ export const PRESETS = {
         inversion: "fixed_point", inversion_iters: 1, equal_budget: false, stop_ratio: 0,
         reuse_strong: false,
       },
-      help: "Measured on trained models (beyond the paper): reflect the first half of the steps (late reflections wreck fine detail), fixed-point inversion with 1 iteration (explicit fails with karras schedules).",
+      help: "Measured on trained models (beyond the paper): reflect the first half of the steps (it gained with every sampler measured), fixed-point inversion with 1 iteration (explicit fails with karras schedules).",
     },
     {
       // benchmarks/results/learned.md, "The warm_start inversion ...": with euler on a flow model's simple

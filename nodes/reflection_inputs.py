@@ -53,7 +53,7 @@ def reflection_inputs() -> dict[str, Any]:
                 "min": 0.0,
                 "max": 1.0,
                 "step": 0.01,
-                "tooltip": "Reflect steps before this fraction of the schedule (window = percent). The paper's code reflects every step but the last (1.0); reflecting only the early half keeps late, low-noise steps clean.",
+                "tooltip": "Reflect steps before this fraction of the schedule (window = percent). The paper's code reflects every step but the last (1.0). Measured on trained digit models: the early half (default) gained with every sampler; with euler on a flow model the later half carried most of the gain (preset 'later half (euler)').",
             },
         ),
         "reflect_steps": (

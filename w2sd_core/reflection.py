@@ -37,8 +37,8 @@ def invert(
 
     "explicit" is the paper's inversion (1 NFE). "reference" is the official code's EPS inversion: the
     weak model is queried at the target level `sigma` on the VP-rescaled latent. "warm_start" (1 NFE)
-    starts the fixed-point iteration below from `start`, the latent the strong step left at `sigma`:
-    the weak model is queried where the strong one was, so `x~ - x = h * (d_w - d_s)` at one point,
+    starts the fixed-point iteration below from `start`, the latent the strong step started from (at
+    `sigma`): the weak model is queried where the strong one was, so `x~ - x = h * (d_w - d_s)` there,
     Theorem 1's first-order form, whose error shrinks with the reflection's size rather than with the
     step's (the explicit inversion's grows with the step). Each of the `inversion_iters` fixed-point
     refinements (1 NFE each) moves the result towards the exact inverse.
