@@ -6,9 +6,10 @@ fixed-point refinement in every W2SD row but the warm_start ones. Per sampler an
 W2SD over every step but the last, over the first half (the node default) and over the first k steps
 for each k (the best fixed window is the smallest k within 0.005 of the largest share); the adaptive
 window (every step, stop_ratio 0.05 and 0.25); reuse_strong, the warm_start inversion (no refinement)
-and both over the first half. "gain" = share moved, as a fraction of every-step W2SD's. Last, for 10 steps, an oracle: every set of steps half the best fixed window's size (and one more), tried
-in turn, to ask whether any choice of steps -- adaptive or not -- gets 90% of that window's gain at half
-its extra NFE.
+and both over the first half. "gain" = share moved, as a fraction of every-step W2SD's. Last, for 10
+steps, an oracle: every set of steps half the best fixed window's size (and one more), tried in turn,
+to ask whether any choice of steps -- adaptive or not -- gets 90% of that window's gain at half its
+extra NFE.
 
     .venv/bin/python benchmarks/core_cheaper.py      # writes benchmarks/results/core_cheaper.md
 """

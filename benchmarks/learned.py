@@ -14,8 +14,8 @@ iterations; the first 1 / 2 / 3 steps and every step with the defaults' inversio
 window (every step, stop_ratio 0.25): the curve an adaptive window is judged against; reuse_strong
 with the defaults and with the explicit inversion, against stock at 1.5x and 2x the steps; the
 warm_start inversion (explicit's cost) alone and with reuse_strong (1.5x stock's NFE at the default
-window), over the default window, every step and the later half (whose fixed_point row is `late`). Every figure carries a 95% bootstrap interval over the samples (each sample = its own seeded
-noise).
+window), over the default window, every step and the later half (whose fixed_point row is `late`).
+Every figure carries a 95% bootstrap interval over the samples (each sample = its own seeded noise).
 
     .venv/bin/python benchmarks/learned.py                       # the published run (writes results)
     .venv/bin/python benchmarks/learned.py --quick               # 100 samples, euler, a few rows
