@@ -112,7 +112,7 @@ def test_warm_start_undoes_the_strong_step_when_strong_equals_weak(sigma: float,
     assert (reflect(x, sigma, sigma_next, STRONG, STRONG) - x).abs().max() > 0.1
 
 
-def test_warm_start_costs_explicits_evaluations_and_queries_both_sides_at_sigma() -> None:
+def test_warm_start_costs_what_explicit_costs_and_queries_both_sides_at_sigma() -> None:
     seen: list[tuple[str, float]] = []
 
     def recorder(name: str, model: GMM):  # type: ignore[no-untyped-def]
