@@ -4,6 +4,11 @@
 // the paper, arXiv 2502.00473 (Sec. 4, Appendix, Fig. 13, Table 7).
 
 const PAPER_WINDOW = { mode: "W2SD", window: "steps", reflect_steps: -1, inversion: "explicit", equal_budget: false, stop_ratio: 0, reuse_strong: false };
+// The measured presets: a percent window with one fixed-point iteration (only the window differs).
+const MEASURED = {
+  mode: "W2SD", window: "percent", inversion: "fixed_point", inversion_iters: 1, equal_budget: false,
+  stop_ratio: 0, reuse_strong: false,
+};
 
 export const PRESETS = {
   W2SDKSampler: [
@@ -43,22 +48,14 @@ export const PRESETS = {
     {
       // docs/ALGORITHM.md "Choosing the window (measured, beyond the paper)": reflect the first half only.
       name: "measured default",
-      values: {
-        mode: "W2SD", window: "percent", start_percent: 0.0, end_percent: 0.5,
-        inversion: "fixed_point", inversion_iters: 1, equal_budget: false, stop_ratio: 0,
-        reuse_strong: false,
-      },
+      values: { ...MEASURED, start_percent: 0.0, end_percent: 0.5 },
       help: "Measured on trained models (beyond the paper): reflect the first half of the steps (it gained with every sampler measured), fixed-point inversion with 1 iteration (explicit fails with karras schedules).",
     },
     {
       // benchmarks/results/learned.md, "The warm_start inversion ...": with euler on a flow model's simple
       // schedule the later half of the steps carries the gain; with karras schedules it does nothing.
       name: "later half (euler)",
-      values: {
-        mode: "W2SD", window: "percent", start_percent: 0.5, end_percent: 1.0,
-        inversion: "fixed_point", inversion_iters: 1, equal_budget: false, stop_ratio: 0,
-        reuse_strong: false,
-      },
+      values: { ...MEASURED, start_percent: 0.5, end_percent: 1.0 },
       help: "Measured with euler on flow (SD3-style) digit models: reflecting the later half of the steps moved the class ratio most per NFE (two checkpoints +0.106, LoRA +0.236 at 2.2x stock's NFE, where the first half gave +0.034 / +0.050). With karras schedules it does nothing: keep the measured default there.",
     },
   ],
