@@ -126,6 +126,11 @@ class W2SDGuider(comfy.samplers.CFGGuider):
     """CFGGuider whose sampler reflects with a weak/strong pair during the reflection window."""
 
     def __init__(self, model_patcher: Any, pair: W2SDPair, settings: ReflectionSettings):
+        if not isinstance(pair, W2SDPair):
+            raise ValueError(
+                f"pair must be connected to a W2SD_PAIR output (Weak/Strong Model Pair, LoRA-scale splitter or "
+                f"CFG-gap config); got {type(pair).__name__}."
+            )
         self.pair = pair
         self.settings = settings
         if compat.uses_multigpu(model_patcher):
@@ -150,12 +155,21 @@ class W2SDGuider(comfy.samplers.CFGGuider):
         found: list[Any] = []
         for role in ROLES:
             model = pair.side(role).model
-            if model is None or model is main or main.clone_has_same_weights(model):
+            if model is None or model is main or compat.same_weights(main, model):
                 continue
             if compat.injected_on_top(main, model):
                 # The sampler's model is this side's plus forward injections (LoraLoaderBypass after a
                 # LoRA split): one set of weights; while it is loaded the injections act on every pass.
                 continue
+            if model.is_clone(main) and len(role_scales(main)) > len(role_scales(model)):
+                # The split's forward injection acts on every pass through the shared weights, at the main
+                # scale where the split's wrapper does not set one: this side would silently keep the LoRA.
+                raise ValueError(
+                    f"W2SD pair: the {role} model is the checkpoint under the sampler's W2SD LoRA split, without "
+                    "the LoRA. Both share one set of weights and the split's LoRA acts on every pass, so this side "
+                    f"cannot drop it: leave {role}_model unconnected and set the splitter's {role}_scale to 0 "
+                    "instead (its pair output carries the scales)."
+                )
             if model.is_clone(main) or any(model.is_clone(m) for m in found):
                 raise ValueError(
                     f"W2SD pair: the {role} model is the sampler's model with other weight patches (e.g. a LoRA "

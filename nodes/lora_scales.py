@@ -286,7 +286,7 @@ def _check_scales(scales: Mapping[str, float]) -> dict[str, float]:
     for role in ROLES:
         value = scales.get(role, scales["main"])
         if not isinstance(value, (int, float)) or not math.isfinite(value):
-            raise ValueError(f"scales[{role!r}]={value!r} is not a finite number")
+            raise ValueError(f"{role}_scale={value!r} is not a finite number")
         out[role] = float(value)
     return out
 

@@ -11,9 +11,9 @@ from typing import Any
 import comfy.utils
 import folder_paths
 
+from .input_checks import check_declared
 from .lora_scales import lora_clip, make_lora_scale_model
 from .pair import PAIR_TYPE, Side, incoming_pair
-from .reflection_inputs import check_declared
 
 STACK_TOOLTIP = "An optional pair to stack on: this node overrides only what it sets."
 SIDE_CFG_TOOLTIP = "cfg of this side during reflections; -1 = the sampler's cfg. 0 evaluates the unconditional prediction only (one pass)."
@@ -90,6 +90,10 @@ class W2SDModelPair:
     FUNCTION = "build"
     CATEGORY = "sampling/W2SD"
     DESCRIPTION = "Weak/strong pair from two models (fine-tune vs base) and/or per-side conditioning (refined vs raw prompt, ControlNet on the strong side only)."
+
+    @classmethod
+    def VALIDATE_INPUTS(cls, input_types: dict | None = None, **values: Any) -> bool | str:
+        return check_declared(cls.INPUT_TYPES(), input_types, **values) or True
 
     def build(
         self,
@@ -181,6 +185,10 @@ class W2SDLoraSplit:
     CATEGORY = "sampling/W2SD"
     DESCRIPTION = "LoRA at +strong / -weak scales as the W2SD pair (paper Table 7, weight difference), sharing one copy of the base weights: switching sides re-patches nothing."
 
+    @classmethod
+    def VALIDATE_INPUTS(cls, input_types: dict | None = None, **values: Any) -> bool | str:
+        return check_declared(cls.INPUT_TYPES(), input_types, **values) or True
+
     def split(self, model, lora_name, main_scale, strong_scale, weak_scale, clip=None, pair=None):  # type: ignore[no-untyped-def]
         path = folder_paths.get_full_path("loras", lora_name)
         if path is None:
@@ -239,10 +247,11 @@ class W2SDCFGGap:
     DESCRIPTION = "CFG gap (= Z-Sampling): the strong side at a high cfg, the weak side at a low one, on the same model. Stack it on a LoRA split for the paper's cumulative setting."
 
     @classmethod
-    def VALIDATE_INPUTS(cls, strong_cfg: Any = None, weak_cfg: Any = None) -> bool | str:
-        problem = check_declared(cls.INPUT_TYPES(), strong_cfg=strong_cfg, weak_cfg=weak_cfg)
+    def VALIDATE_INPUTS(cls, input_types: dict | None = None, **values: Any) -> bool | str:
+        problem = check_declared(cls.INPUT_TYPES(), input_types, **values)
         if problem:
             return problem
+        strong_cfg, weak_cfg = values.get("strong_cfg"), values.get("weak_cfg")
         if strong_cfg is not None and strong_cfg == weak_cfg:
             return f"strong_cfg={strong_cfg} equals weak_cfg={weak_cfg}: a CFG gap needs different values (paper: 5.5 and 0)."
         return True

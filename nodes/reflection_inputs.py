@@ -7,6 +7,7 @@ from typing import Any
 
 from ..w2sd_core import AdaptiveStop, ReflectionWindow, equal_budget_plan
 from .guider import EVALS_PER_STEP, ReflectionSettings, inversion_refinements
+from .input_checks import check_declared
 
 log = logging.getLogger(__name__)
 
@@ -128,46 +129,21 @@ def window_from_inputs(
     raise ValueError(f"window={window!r} is not one of {', '.join(WINDOW_CHOICES)}")
 
 
-def check_declared(spec: dict[str, Any], **values: Any) -> str | None:
-    """The min/max/choice checks ComfyUI skips for inputs a VALIDATE_INPUTS takes by name."""
-    declared = {**spec.get("required", {}), **spec.get("optional", {})}
-    for name, value in values.items():
-        if value is None or name not in declared:
-            continue
-        kind, *rest = declared[name]
-        options = rest[0] if rest else {}
-        if isinstance(kind, list):
-            if value not in kind:
-                return f"{name}={value!r} is not one of {', '.join(map(str, kind))}"
-        elif "min" in options and value < options["min"]:
-            return f"{name}={value} is below the minimum {options['min']}"
-        elif "max" in options and value > options["max"]:
-            return f"{name}={value} is above the maximum {options['max']}"
-    return None
-
-
 def validate_reflection_inputs(
-    spec: dict[str, Any],
-    window: Any,
-    start_percent: Any,
-    end_percent: Any,
-    reflect_steps: Any,
-    steps: Any = None,
+    spec: dict[str, Any], input_types: dict[str, Any] | None = None, **values: Any
 ) -> bool | str:
-    """VALIDATE_INPUTS for the window: the checks that can be made before the prompt runs.
+    """VALIDATE_INPUTS for a node with the reflection widgets: every input checked against `spec`, then
+    the window's own rules, before the prompt runs.
 
-    Values are None where an input is linked rather than typed in (known only when running).
+    `values` are the node's inputs, None where linked (known only when running); `input_types` the
+    types of the linked ones (see input_checks.check_declared).
     """
-    problem = check_declared(
-        spec,
-        window=window,
-        start_percent=start_percent,
-        end_percent=end_percent,
-        reflect_steps=reflect_steps,
-        steps=steps,
-    )
+    problem = check_declared(spec, input_types, **values)
     if problem:
         return problem
+    window, steps = values.get("window"), values.get("steps")
+    start_percent, end_percent = values.get("start_percent"), values.get("end_percent")
+    reflect_steps = values.get("reflect_steps")
     if (
         window == "percent"
         and start_percent is not None

@@ -100,12 +100,8 @@ class W2SDKSampler:
     DESCRIPTION = "KSampler with Weak-to-Strong Diffusion reflections: in the window, each step is preceded by a strong denoise and a weak inversion that move the latent along the weak-to-strong difference."
 
     @classmethod
-    def VALIDATE_INPUTS(
-        cls, window=None, start_percent=None, end_percent=None, reflect_steps=None, steps=None
-    ):  # type: ignore[no-untyped-def]
-        return validate_reflection_inputs(
-            cls.INPUT_TYPES(), window, start_percent, end_percent, reflect_steps, steps
-        )
+    def VALIDATE_INPUTS(cls, input_types: dict | None = None, **values: Any) -> bool | str:
+        return validate_reflection_inputs(cls.INPUT_TYPES(), input_types, **values)
 
     def sample(
         self,
@@ -194,10 +190,8 @@ class W2SDGuiderNode:
     DESCRIPTION = "W2SD as a GUIDER for SamplerCustomAdvanced: works with KSamplerSelect, the SDE samplers, any SIGMAS node and split-sigma two-stage graphs. The window is taken over the SIGMAS it is given."
 
     @classmethod
-    def VALIDATE_INPUTS(cls, window=None, start_percent=None, end_percent=None, reflect_steps=None):  # type: ignore[no-untyped-def]
-        return validate_reflection_inputs(
-            cls.INPUT_TYPES(), window, start_percent, end_percent, reflect_steps
-        )
+    def VALIDATE_INPUTS(cls, input_types: dict | None = None, **values: Any) -> bool | str:
+        return validate_reflection_inputs(cls.INPUT_TYPES(), input_types, **values)
 
     def get_guider(self, model, positive, negative, cfg, pair: W2SDPair, **reflection):  # type: ignore[no-untyped-def]
         if reflection.get("equal_budget"):

@@ -87,6 +87,22 @@ def reference_inversion_on_flow():
     return w2sd_graph(g, add_cfg_gap(g, 4.0, 1.0), window="steps", reflect_steps=-1, inversion="reference")
 
 
+def split_with_plain_checkpoint_as_weak(build=None):
+    """The splitter's MODEL into the sampler and a model pair whose weak side is the plain checkpoint."""
+    g = base_graph(SD15_MINI, seed=SEED)
+    model, _ = add_lora_split(g, SD15_MINI_LORA)
+    pair = add_model_pair(g, weak_model=["4", 0])
+    return (build or w2sd_graph)(g, pair, model=model, window="steps", reflect_steps=-1)
+
+
+def split_guider_with_plain_checkpoint_as_weak():
+    def build(g, pair, model, **reflection):
+        g["3"]["inputs"]["model"] = model
+        return guider_graph(g, pair, **reflection)
+
+    return split_with_plain_checkpoint_as_weak(build)
+
+
 def guider(**reflection):
     g = base_graph(SD15_MINI, seed=SEED)
     return guider_graph(g, add_cfg_gap(g), **{"window": "steps", "reflect_steps": -1, **reflection})
@@ -176,6 +192,54 @@ CASES = [
     ("LoHa is not supported", lambda: lora_graph("w2sd_test_loha.safetensors"), ["w2sd_test_loha", "LoHa"]),
     ("unknown LoRA name", lambda: lora_graph("missing.safetensors"), ["lora_name", "missing.safetensors"]),
     ("LoRA scale over max", lambda: lora_graph(SD15_MINI_LORA, strong=50.0), ["strong_scale", "50"]),
+    # Found by a throwaway fuzzer (issue #25); each was a raw error or a silently wrong result before.
+    (
+        "LoRA split MODEL with the plain checkpoint as weak model",
+        split_with_plain_checkpoint_as_weak,
+        ["weak model", "LoRA split", "weak_scale to 0"],
+    ),
+    (
+        "guider: LoRA split MODEL with the plain checkpoint as weak model",
+        split_guider_with_plain_checkpoint_as_weak,
+        ["weak model", "LoRA split", "weak_scale to 0"],
+    ),
+    ("cfg gap strong_cfg a dict", lambda: with_input(cfg_graph(), "20", strong_cfg={}), ["strong_cfg", "{}"]),
+    ("steps not a number", lambda: with_input(cfg_graph(), "3", steps="abc"), ["steps", "abc"]),
+    ("start_percent empty text", lambda: cfg_graph(window="percent", start_percent=""), ["start_percent"]),
+    (
+        "cfg gap strong_cfg NaN",
+        lambda: with_input(cfg_graph(), "20", strong_cfg=float("nan")),
+        ["strong_cfg=nan", "finite"],
+    ),
+    ("sampler cfg NaN", lambda: with_input(cfg_graph(), "3", cfg=float("nan")), ["cfg=nan", "finite"]),
+    ("sampler denoise NaN", lambda: with_input(cfg_graph(), "3", denoise=float("nan")), ["denoise=nan"]),
+    ("guider cfg NaN", lambda: with_input(guider(), "10", cfg=float("nan")), ["cfg=nan", "finite"]),
+    (
+        "model pair weak_cfg the text nan",
+        lambda: pair_graph(strong_cfg=2.0, weak_cfg="nan"),
+        ["weak_cfg=nan", "finite"],
+    ),
+    (
+        "LoRA strong_scale NaN",
+        lambda: lora_graph(SD15_MINI_LORA, strong=float("nan")),
+        ["strong_scale=nan", "finite"],
+    ),
+    (
+        "stop_ratio infinite",
+        lambda: cfg_graph(stop_ratio=float("inf")),
+        ["stop_ratio=inf", "finite"],
+    ),
+    (
+        "pair linked to a MODEL",
+        lambda: with_input(cfg_graph(), "3", pair=["4", 0]),
+        ["pair", "MODEL", "W2SD_PAIR"],
+    ),
+    ("pair given null", lambda: with_input(cfg_graph(), "3", pair=None), ["pair", "W2SD_PAIR", "None"]),
+    (
+        "strong_model given a number",
+        lambda: pair_graph(strong_model=0.5),
+        ["strong_model", "MODEL", "0.5"],
+    ),
 ]
 
 
