@@ -244,6 +244,19 @@ class W2SDGuider(comfy.samplers.CFGGuider):
         )
 
     # --- sampling --------------------------------------------------------------------------------
+    def sample(self, *args: Any, **kwargs: Any) -> torch.Tensor:
+        try:
+            return super().sample(*args, **kwargs)
+        except RuntimeError as e:
+            if not is_shape_mismatch(e):
+                raise
+            raise ValueError(
+                f"W2SD: the model could not run on its inputs ({first_line(e)}). The model, the positive and "
+                "negative conditioning, the latent_image and every model and conditioning of the pair must come "
+                "from one model family (e.g. an SD1.5 checkpoint with its own CLIP Text Encode outputs and an "
+                "SD1.5-sized latent)."
+            ) from e
+
     def inner_sample(
         self,
         noise,
@@ -344,6 +357,25 @@ class W2SDGuider(comfy.samplers.CFGGuider):
         to["sample_sigmas"] = sigmas
         to[ROLE_KEY] = role
         return options
+
+
+# torch's words for tensors whose shapes do not fit a layer: inputs made for another model family.
+SHAPE_MISMATCH_WORDS = (
+    "shapes cannot be multiplied",
+    "size of tensor",
+    "channels, but got",
+    "Sizes of tensors must match",
+    "shape '[",
+    "must match the size",
+)
+
+
+def is_shape_mismatch(error: BaseException) -> bool:
+    return any(words in str(error) for words in SHAPE_MISMATCH_WORDS)
+
+
+def first_line(error: BaseException) -> str:
+    return (str(error).strip().splitlines() or [type(error).__name__])[0][:300]
 
 
 def window_asks_for_reflection(window: ReflectionWindow) -> bool:

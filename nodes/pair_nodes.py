@@ -193,7 +193,7 @@ class W2SDLoraSplit:
         path = folder_paths.get_full_path("loras", lora_name)
         if path is None:
             raise ValueError(f"lora_name={lora_name!r} is not in the loras folder.")
-        lora = comfy.utils.load_torch_file(path, safe_load=True)
+        lora = read_lora_file(path, lora_name)
         scales = {"main": main_scale, "strong": strong_scale, "weak": weak_scale}
         split_model, _report = make_lora_scale_model(model, lora, scales, name=lora_name)
         split_clip = lora_clip(clip, lora, main_scale) if clip is not None else None
@@ -203,6 +203,18 @@ class W2SDLoraSplit:
             incoming_pair(pair).stacked(side, side, f"LoRA {strong_scale:+g}/{weak_scale:+g}"),
             split_clip,
         )
+
+
+def read_lora_file(path: str, lora_name: str) -> dict:
+    """The file's tensors, loaded safely (no pickled code runs); a file that cannot be read is named."""
+    try:
+        return comfy.utils.load_torch_file(path, safe_load=True)
+    except Exception as e:  # safetensors, torch's weights-only unpickler and the OS each raise their own
+        reason = (str(e).strip().splitlines() or [type(e).__name__])[0][:200]
+        raise ValueError(
+            f"lora_name={lora_name!r} could not be read as a LoRA file ({type(e).__name__}: {reason}). It may be "
+            "truncated, empty, not a safetensors/PyTorch weights file, or a pickle that safe loading refuses."
+        ) from None
 
 
 class W2SDCFGGap:

