@@ -126,7 +126,11 @@ class ReflectionWindow:
             n = self.reflect_steps
             # A stage knows the whole schedule's length only: its last step is the one into sigma 0. A stage
             # that is forced to sigma 0 early does not reflect its last step (`allowed`).
-            can = full - 1 if self.schedule_steps else next((i for i, ok in enumerate(allowed) if not ok), total)
+            can = (
+                full - 1
+                if self.schedule_steps
+                else next((i for i, ok in enumerate(allowed) if not ok), total)
+            )
             if n > can:
                 raise ValueError(
                     f"reflection steps={n} is more than this schedule allows: it has {full} steps and its "

@@ -108,14 +108,18 @@ def test_a_stage_forced_to_sigma_zero_does_not_reflect_its_last_step() -> None:
 
 def test_a_stage_counts_steps_and_percents_in_the_whole_schedule() -> None:
     assert ReflectionWindow.steps(2).stage(2, 10).mask(SIGMAS[2:6]) == [False] * 3
-    assert ReflectionWindow.percent(0.5, 1.0).stage(4, 10).mask(SIGMAS[4:]) == [False, True, True, True, True, False]
+    assert ReflectionWindow.percent(0.5, 1.0).stage(4, 10).mask(SIGMAS[4:]) == [False] + [True] * 4 + [False]
 
 
 @pytest.mark.parametrize(
     ("window", "stage", "message"),
     [
         (ReflectionWindow.steps(10), SIGMAS[:4], r"steps=10 .*it has 10 steps and its first 9 can reflect"),
-        (ReflectionWindow.steps(1).stage(8, 10), SIGMAS[:4], r"stage of 3 steps from step 8 does not fit the 10-step"),
+        (
+            ReflectionWindow.steps(1).stage(8, 10),
+            SIGMAS[:4],
+            r"stage of 3 steps from step 8 does not fit the 10-step",
+        ),
     ],
 )
 def test_a_stage_that_does_not_fit_says_what_is_allowed(window, stage, message) -> None:  # type: ignore[no-untyped-def]
