@@ -5,7 +5,6 @@ from __future__ import annotations
 from dataclasses import replace
 from typing import Any
 
-import comfy.model_management
 import comfy.sample
 import comfy.samplers
 import comfy.utils
@@ -291,7 +290,7 @@ class W2SDKSamplerAdvanced:
         )
         if start_at_step >= len(sigmas) - 1:
             # Stock returns the latent unchanged when the stage holds no step.
-            out = samples.to(comfy.model_management.intermediate_device())
+            out = compat.sampled_output(samples)
             return (compat.output_latent(latent_image, out), diagnostics_image(None, title))
         sigmas = sigmas[start_at_step:]
         guider = W2SDGuider(
@@ -327,7 +326,7 @@ def run_guider(guider: W2SDGuider, noise, samples, sampler, sigmas, noise_mask, 
         disable_pbar=disable_pbar,
         seed=seed,
     )
-    return out.to(comfy.model_management.intermediate_device())
+    return compat.sampled_output(out)
 
 
 class W2SDGuiderNode:

@@ -361,3 +361,22 @@ def test_the_plot_numbers_steps_in_the_whole_schedule(s, monkeypatch):
     s.w2sd(s.cfg_gap(), stage_1, reflection=SECOND_HALF, **STAGE_2)
     assert notes[0][1] == "" and notes[1][1] == "reflected steps 2-2"
     assert notes[1][0].endswith("steps 2..4 of 4")
+
+
+def test_fp16_intermediates_give_stock_dtype_and_values(s, monkeypatch):
+    """--fp16-intermediates (0.29.0): comfy.sample casts the sampled latent to fp16; so do both W2SD KSamplers."""
+    import comfy.cli_args
+    import comfy.model_management
+
+    if not hasattr(comfy.model_management, "intermediate_dtype"):
+        pytest.skip("this ComfyUI has no intermediate dtype (--fp16-intermediates)")
+    monkeypatch.setattr(comfy.cli_args.args, "fp16_intermediates", True)
+    stock = s.stock(**STAGE_1)["samples"]
+    ours, _ = s.w2sd(s.cfg_gap(), **STAGE_1)
+    assert stock.dtype == torch.float16 and torch.equal(ours["samples"], stock)
+    empty = {**STAGE_1, "start_at_step": 3}
+    assert torch.equal(s.w2sd(s.cfg_gap(), **empty)[0]["samples"], s.stock(**empty)["samples"])
+    full = s.c.nodes.common_ksampler(
+        s.model, SEED, STEPS, CFG, "euler", "karras", s.positive, s.negative, s.latent
+    )
+    assert torch.equal(s.w2sd_ksampler(s.cfg_gap(), REFLECTION), full[0]["samples"])
