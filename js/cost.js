@@ -29,6 +29,26 @@ export function reflectedSteps(steps, { window = "percent", start_percent = 0, e
   return n;
 }
 
+/** One stage of W2SD KSampler (Advanced): steps [start_at_step, end_at_step) of `steps`, or null for
+ * the whole schedule. The window counts in the whole schedule (w2sd_core/window.py `stage`); a stage
+ * that ends early without leftover noise goes into sigma 0 at its last step, which never reflects. */
+export function stageOf(steps, { start_at_step = null, end_at_step = 10000, return_with_leftover_noise = "disable" } = {}) {
+  if (start_at_step == null) return null;
+  const end = Math.min(end_at_step, steps);
+  return { start: start_at_step, end, toZero: end === steps || return_with_leftover_noise !== "enable" };
+}
+
+/** Steps of `stage` that reflect: the window's steps of the whole `steps` schedule that the stage holds. */
+export function reflectedInStage(steps, stage, { window = "percent", start_percent = 0, end_percent = 0.5, reflect_steps = -1 } = {}) {
+  let n = 0;
+  for (let j = stage.start; j < stage.end; j++) {
+    if (j === stage.end - 1 && stage.toZero) break;
+    const inWindow = window === "steps" ? reflect_steps < 0 || j < reflect_steps : start_percent <= j / steps && j / steps < end_percent;
+    if (inWindow) n++;
+  }
+  return n;
+}
+
 /** Extra evaluations of one reflected step (w2sd_core/budget.py reflection_cost). */
 export function reflectionCost(mode, iters = 0) {
   return (MODES[mode] ?? mode) === "resample" ? 1 : 2 + iters;
@@ -128,11 +148,15 @@ export function cost(s) {
     };
   }
 
-  const stockSteps = Math.max(Math.trunc(Number(s.steps)), 0);
+  const schedule = Math.max(Math.trunc(Number(s.steps)), 0);
+  const stage = stageOf(schedule, s);
+  const stockSteps = stage ? Math.max(stage.end - stage.start, 0) : schedule;
   const evalsPerStep = EVALS_PER_STEP[s.sampler_name] ?? 1;
   let steps = stockSteps;
   let reflected;
-  if (s.equal_budget) {
+  if (stage) {
+    reflected = reflectedInStage(schedule, stage, s);
+  } else if (s.equal_budget) {
     // nodes/reflection_inputs.py plans with the iterations that run (fixed_point: at least 1).
     const plan = equalBudgetPlan(stockSteps, iters);
     steps = plan.steps;
@@ -140,7 +164,7 @@ export function cost(s) {
   } else {
     reflected = reflectedSteps(steps, s);
   }
-  const warning = windowProblem(stockSteps, s);
+  const warning = stage && s.equal_budget ? "equal_budget: W2SD KSampler only, refused" : windowProblem(schedule, s);
   const reflectedMin = adaptiveMinimum(reflected, Number(s.stop_ratio ?? 0));
   const stockNfe = stockSteps * evalsPerStep;
   const nfe = steps * evalsPerStep + reflected * perReflection;
@@ -152,7 +176,9 @@ export function cost(s) {
   const ratioMin = stockNfe > 0 ? nfeMin / stockNfe : 0;
   const passRatio = stockPasses > 0 ? passes / stockPasses : 0;
   const passRatioMin = stockPasses > 0 ? passesMin / stockPasses : 0;
-  const stepsNote = s.equal_budget ? `${steps} of ${stockSteps} steps` : `${steps} steps`;
+  const stepsNote = stage
+    ? `steps ${stage.start}..${Math.max(stage.end, stage.start)} of ${schedule}`
+    : s.equal_budget ? `${steps} of ${stockSteps} steps` : `${steps} steps`;
   const x = (r) => r.toFixed(2);
   const lines = [
     `NFE ${span(nfeMin, nfe)} = ${span(x(ratioMin), x(ratio))}x stock (${stepsNote})`,

@@ -109,6 +109,7 @@ export const PRESETS = {
   ],
 };
 PRESETS.W2SDGuider = PRESETS.W2SDKSampler.filter((p) => !p.only || p.only.includes("W2SDGuider"));
+PRESETS.W2SDKSamplerAdvanced = PRESETS.W2SDKSampler.filter((p) => !p.only || p.only.includes("W2SDKSamplerAdvanced"));
 
 export const CUSTOM = "custom";
 

@@ -1,16 +1,17 @@
 // W2SD frontend (Weak-to-Strong Diffusion with Reflection, arXiv 2502.00473): a live cost label on the
-// W2SD KSampler / guider and a `preset` combo on those and on the pair nodes. Both widgets are
+// W2SD KSampler (also Advanced) / guider and a `preset` combo on those and on the pair nodes. Both widgets are
 // frontend-only: they are left out of the API prompt (options.serialize) and out of saved workflows
 // (widget.serialize), and sit after every backend widget so positional widgets_values stay aligned.
 import { app } from "../../scripts/app.js";
 import { cost } from "./cost.js";
 import { CUSTOM, presetsFor } from "./presets.js";
 
-const SAMPLERS = new Set(["W2SDKSampler", "W2SDGuider"]);
+const SAMPLERS = new Set(["W2SDKSampler", "W2SDKSamplerAdvanced", "W2SDGuider"]);
 const PAIR_NODES = new Set(["W2SDModelPair", "W2SDLoraSplit", "W2SDCFGGap"]);
 const COST_INPUTS = [
   "steps", "cfg", "sampler_name", "mode", "window", "start_percent", "end_percent", "reflect_steps",
-  "inversion", "inversion_iters", "equal_budget", "stop_ratio", "reuse_strong",
+  "inversion", "inversion_iters", "equal_budget", "stop_ratio", "reuse_strong", "start_at_step", "end_at_step",
+  "return_with_leftover_noise",
 ];
 const BYPASS = 4;
 const LINE = 16;

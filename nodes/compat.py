@@ -136,6 +136,10 @@ NO_LONE_STEP_SAMPLERS = frozenset(
 `order = min(3, len(sigmas) - 2)`, order 0 on 2 sigmas, and only rescales its input (0.3.52 .. 0.29.0);
 SA-Solver, see SA_SOLVER_RETURNS_LAST_STEP."""
 
+# comfy.sample.sample casts the sampled latent to `intermediate_dtype()` (fp16 with --fp16-intermediates);
+# older cores only move it to the intermediate device.
+SAMPLE_CASTS_TO_INTERMEDIATE_DTYPE = "intermediate_dtype" in _source(_get(_sample, "sample"))
+
 _FIX_EMPTY_PARAMS = _params(_get(_sample, "fix_empty_latent_channels"))
 FIX_EMPTY_LATENT_HINTS = tuple(k for k in LATENT_HINT_KEYS if k in _FIX_EMPTY_PARAMS)
 """LATENT hint keys fix_empty_latent_channels accepts (spacial >= 0.11, temporal >= 0.22)."""
@@ -255,6 +259,15 @@ def fix_empty_latent(model: Any, latent: Mapping[str, Any], samples: Any = None)
     return _sample.fix_empty_latent_channels(model, samples, **hints)
 
 
+def sampled_output(samples: Any) -> Any:
+    """A sampled latent where comfy.sample.sample leaves it: the intermediate device (and dtype, where cast)."""
+    import comfy.model_management as mm
+
+    if SAMPLE_CASTS_TO_INTERMEDIATE_DTYPE:
+        return samples.to(device=mm.intermediate_device(), dtype=mm.intermediate_dtype())
+    return samples.to(mm.intermediate_device())
+
+
 def output_latent(latent: Mapping[str, Any], samples: Any) -> dict[str, Any]:
     """The output LATENT as the stock KSampler builds it: a copy, hint keys dropped, new samples."""
     out = {k: v for k, v in latent.items() if k not in LATENT_HINT_KEYS}
@@ -314,6 +327,7 @@ def features() -> dict[str, bool]:
         "nested_latents": HAS_NESTED_LATENTS,
         "ksampler_reads_function_name": KSAMPLER_READS_FUNCTION_NAME,
         "sa_solver_returns_last_step": SA_SOLVER_RETURNS_LAST_STEP,
+        "sample_casts_to_intermediate_dtype": SAMPLE_CASTS_TO_INTERMEDIATE_DTYPE,
         "fix_empty_latent_spacial": "downscale_ratio_spacial" in FIX_EMPTY_LATENT_HINTS,
         "fix_empty_latent_temporal": "downscale_ratio_temporal" in FIX_EMPTY_LATENT_HINTS,
         "injections": HAS_INJECTIONS,

@@ -398,7 +398,8 @@ def reflected_steps(window: ReflectionWindow, sigmas: torch.Tensor) -> list[bool
         raise ValueError(
             f"reflect_steps={window.reflect_steps} is outside this {steps}-step schedule: {e}. Use -1 for every step that can reflect."
         ) from None
-    if not any(mask) and window_asks_for_reflection(window):
+    # A stage (W2SD KSampler (Advanced)) whose steps lie outside the window reflects nothing on purpose.
+    if not any(mask) and not window.schedule_steps and window_asks_for_reflection(window):
         raise ValueError(
             f"The reflection window ({window.describe()}) selects no step of this {steps}-step schedule, so W2SD would do nothing. "
             "Widen the window or use more steps (the step into sigma 0 never reflects); reflect_steps=0 is plain sampling on purpose."

@@ -91,17 +91,24 @@ def plot_image(sizes: Sequence[float], cosines: Sequence[float], title: str, not
 
 
 def diagnostics_image(
-    diagnostics: ReflectionDiagnostics | None, title: str, stop: StopTracker | None = None
+    diagnostics: ReflectionDiagnostics | None,
+    title: str,
+    stop: StopTracker | None = None,
+    first_step: int = 0,
 ) -> torch.Tensor:
-    """The plot for a run's diagnostics (None or empty: a note that nothing reflected)."""
+    """The plot for a run's diagnostics (None or empty: a note that nothing reflected).
+
+    `first_step`: the run was a stage starting at that step; the note numbers steps in the whole schedule.
+    """
     if diagnostics is None or len(diagnostics) == 0:
         return plot_image([], [], title)
-    return plot_image(diagnostics.sizes(), diagnostics.cosines(), title, reflected_note(diagnostics, stop))
+    note = reflected_note(diagnostics, stop, first_step)
+    return plot_image(diagnostics.sizes(), diagnostics.cosines(), title, note)
 
 
-def reflected_note(diagnostics: ReflectionDiagnostics, stop: StopTracker | None) -> str:
+def reflected_note(diagnostics: ReflectionDiagnostics, stop: StopTracker | None, first_step: int = 0) -> str:
     """Which steps reflected, and why an adaptive window ended where it did."""
-    steps = diagnostics.steps
+    steps = [first_step + i for i in diagnostics.steps]
     shown = (
         f"{steps[0]}-{steps[-1]}"
         if steps == list(range(steps[0], steps[-1] + 1))

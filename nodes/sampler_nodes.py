@@ -1,10 +1,10 @@
-"""W2SD KSampler (a drop-in for KSampler) and the W2SD guider node for SamplerCustomAdvanced."""
+"""W2SD KSampler and W2SD KSampler (Advanced) (drop-ins for the stock two) and the W2SD guider node."""
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Any
 
-import comfy.model_management
 import comfy.sample
 import comfy.samplers
 import comfy.utils
@@ -12,7 +12,7 @@ import latent_preview
 import torch
 
 from . import compat
-from .guider import W2SDGuider
+from .guider import W2SDGuider, reflected_steps
 from .pair import PAIR_TYPE, W2SDPair
 from .plot import diagnostics_image
 from .reflection_inputs import (
@@ -149,6 +149,166 @@ class W2SDKSampler:
         )
 
 
+STAGE_WINDOW = (
+    "The reflection window counts in the whole `steps` schedule, not in this stage: 'first half' is the same "
+    "steps whether one node runs 0..steps or two nodes run 0..k and k..steps; this node reflects the "
+    "window's steps in [start_at_step, end_at_step)."
+)
+
+
+class W2SDKSamplerAdvanced:
+    """KSamplerAdvanced with W2SD reflections: one stage of a schedule (Wan 2.2 experts, base + refiner)."""
+
+    SEARCH_ALIASES = ["w2sd advanced", "w2sd ksampler advanced", "w2sd two stage", "w2sd wan 2.2 experts"]
+
+    @classmethod
+    def INPUT_TYPES(cls) -> dict:
+        reflection = reflection_inputs()
+        for name in ("start_percent", "end_percent", "reflect_steps"):
+            kind, options = reflection[name]
+            reflection[name] = (kind, {**options, "tooltip": f"{options['tooltip']} {STAGE_WINDOW}"})
+        kind, options = reflection["equal_budget"]
+        reflection["equal_budget"] = (
+            kind,
+            {
+                **options,
+                "tooltip": "Refused here: it halves `steps`, which would move start_at_step / end_at_step onto other sigmas. Use the W2SD KSampler.",
+            },
+        )
+        return {
+            "required": {
+                "model": (
+                    "MODEL",
+                    {
+                        "tooltip": "The model for this stage's regular steps (e.g. Wan 2.2's high-noise expert for the first stage)."
+                    },
+                ),
+                "add_noise": (["enable", "disable"], {"advanced": True}),
+                "noise_seed": (
+                    "INT",
+                    {"default": 0, "min": 0, "max": 0xFFFFFFFFFFFFFFFF, "control_after_generate": True},
+                ),
+                "steps": (
+                    "INT",
+                    {
+                        "default": 20,
+                        "min": 1,
+                        "max": 10000,
+                        "tooltip": "Steps of the whole schedule, as on KSamplerAdvanced; the window counts in these.",
+                    },
+                ),
+                "cfg": ("FLOAT", {"default": 5.5, "min": 0.0, "max": 100.0, "step": 0.1, "round": 0.01}),
+                "sampler_name": (comfy.samplers.KSampler.SAMPLERS,),
+                "scheduler": (comfy.samplers.KSampler.SCHEDULERS,),
+                "positive": ("CONDITIONING",),
+                "negative": ("CONDITIONING",),
+                "latent_image": ("LATENT",),
+                "start_at_step": ("INT", {"default": 0, "min": 0, "max": 10000, "advanced": True}),
+                "end_at_step": ("INT", {"default": 10000, "min": 0, "max": 10000, "advanced": True}),
+                "return_with_leftover_noise": (["disable", "enable"], {"advanced": True}),
+                "pair": (PAIR_TYPE, {"tooltip": PAIR_TOOLTIP}),
+                **reflection,
+            },
+            "optional": adaptive_inputs(),
+        }
+
+    RETURN_TYPES = ("LATENT", "IMAGE")
+    RETURN_NAMES = ("LATENT", "reflection_plot")
+    OUTPUT_TOOLTIPS = W2SDKSampler.OUTPUT_TOOLTIPS
+    FUNCTION = "sample"
+    CATEGORY = "sampling/W2SD"
+    DESCRIPTION = (
+        "KSamplerAdvanced with Weak-to-Strong Diffusion reflections, for two-stage sampling (Wan 2.2's two "
+        "experts, SDXL base + refiner, a second pass). " + STAGE_WINDOW + " A stage that returns leftover "
+        "noise can reflect its last step; the step into sigma 0 never reflects. With an empty window it is "
+        "KSamplerAdvanced bit for bit."
+    )
+
+    @classmethod
+    def VALIDATE_INPUTS(
+        cls, window=None, start_percent=None, end_percent=None, reflect_steps=None, steps=None
+    ):  # type: ignore[no-untyped-def]
+        return validate_reflection_inputs(
+            cls.INPUT_TYPES(), window, start_percent, end_percent, reflect_steps, steps
+        )
+
+    def sample(
+        self,
+        model,
+        add_noise,
+        noise_seed,
+        steps,
+        cfg,
+        sampler_name,
+        scheduler,
+        positive,
+        negative,
+        latent_image,
+        start_at_step,
+        end_at_step,
+        return_with_leftover_noise,
+        pair: W2SDPair,
+        **reflection,
+    ):  # type: ignore[no-untyped-def]
+        if reflection.get("equal_budget"):
+            raise ValueError(
+                "equal_budget=True is not available on W2SD KSampler (Advanced): it halves `steps`, which would move "
+                f"start_at_step={start_at_step} / end_at_step={end_at_step} onto other sigmas. Turn it off and set the "
+                "window (e.g. half the steps, reflect_steps a quarter), or use the W2SD KSampler."
+            )
+        settings, steps = settings_from_inputs(steps, sampler_name, **reflection)
+        samples = check_latent(model, latent_image)
+        samples = compat.fix_empty_latent(model, latent_image, samples)
+        # From here on as common_ksampler and comfy.samplers.KSampler.sample do it, so an empty window is
+        # KSamplerAdvanced bit for bit.
+        if add_noise == "disable":
+            noise = torch.zeros(samples.size(), dtype=samples.dtype, layout=samples.layout, device="cpu")
+        else:
+            noise = comfy.sample.prepare_noise(samples, noise_seed, latent_image.get("batch_index"))
+        sigmas = comfy.samplers.KSampler(
+            model,
+            steps=steps,
+            device=model.load_device,
+            sampler=sampler_name,
+            scheduler=scheduler,
+            denoise=1.0,
+            model_options=model.model_options,
+        ).sigmas
+        # The window's errors (reflect_steps too large, a window that selects nothing) in whole-schedule terms.
+        reflected_steps(settings.window, sigmas)
+        full_steps = len(sigmas) - 1
+        if end_at_step < full_steps:
+            sigmas = sigmas[: end_at_step + 1].clone()
+            if return_with_leftover_noise != "enable":
+                sigmas[-1] = 0
+        title = (
+            f"W2SD {pair.describe()}, steps {start_at_step}..{min(end_at_step, full_steps)} of {full_steps}"
+        )
+        if start_at_step >= len(sigmas) - 1:
+            # Stock returns the latent unchanged when the stage holds no step.
+            out = compat.sampled_output(samples)
+            return (compat.output_latent(latent_image, out), diagnostics_image(None, title))
+        sigmas = sigmas[start_at_step:]
+        guider = W2SDGuider(
+            model, pair, replace(settings, window=settings.window.stage(start_at_step, full_steps))
+        )
+        guider.set_conds(positive, negative)
+        guider.set_cfg(cfg)
+        out_samples = run_guider(
+            guider,
+            noise,
+            samples,
+            comfy.samplers.sampler_object(sampler_name),
+            sigmas,
+            latent_image.get("noise_mask"),
+            noise_seed,
+        )
+        return (
+            compat.output_latent(latent_image, out_samples),
+            diagnostics_image(guider.diagnostics, title, guider.stop_tracker, start_at_step),
+        )
+
+
 def run_guider(guider: W2SDGuider, noise, samples, sampler, sigmas, noise_mask, seed):  # type: ignore[no-untyped-def]
     callback = latent_preview.prepare_callback(guider.model_patcher, max(len(sigmas) - 1, 1))
     disable_pbar = not comfy.utils.PROGRESS_BAR_ENABLED
@@ -162,7 +322,7 @@ def run_guider(guider: W2SDGuider, noise, samples, sampler, sigmas, noise_mask, 
         disable_pbar=disable_pbar,
         seed=seed,
     )
-    return out.to(comfy.model_management.intermediate_device())
+    return compat.sampled_output(out)
 
 
 class W2SDGuiderNode:

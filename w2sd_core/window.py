@@ -4,13 +4,17 @@ The paper reflects the first lambda steps (official code: lambda = T - 1). Late,
 amplify fine-detail disagreements between the two models, so windows by sigma or by percent of the
 schedule are offered as well. The step into sigma 0 is never in a window: the weak inversion would have
 to start from a clean sample.
+
+A window can be read over a stage of a longer schedule (`window.stage(first_step, schedule_steps)`): the
+sigmas given are then steps `first_step..` of a `schedule_steps`-step schedule, and the window's steps and
+percents count in that whole schedule, so a two-stage run reflects the same steps as a one-stage run.
 """
 
 from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from torch import Tensor
 
@@ -38,7 +42,8 @@ class ReflectionWindow:
     """The set of sampling steps that are preceded by a reflection.
 
     Build one with `ReflectionWindow.steps(n)`, `.sigma_range(hi, lo)` or `.percent(start, end)`.
-    Step i goes from `sigmas[i]` to `sigmas[i + 1]`, of T = len(sigmas) - 1 steps.
+    Step i goes from `sigmas[i]` to `sigmas[i + 1]`, of T = len(sigmas) - 1 steps; for a stage
+    (`schedule_steps` > 0) it is step `first_step + i` of T = `schedule_steps`.
     """
 
     kind: str
@@ -47,8 +52,14 @@ class ReflectionWindow:
     lo: float = 0.0
     start: float = 0.0
     end: float = 1.0
+    first_step: int = 0
+    schedule_steps: int = 0  # 0: the sigmas given are the whole schedule
 
     def __post_init__(self) -> None:
+        for name in ("first_step", "schedule_steps"):
+            v = getattr(self, name)
+            if isinstance(v, bool) or not isinstance(v, int) or v < 0:
+                raise ValueError(f"reflection window {name}={v!r} must be a whole number, 0 or more")
         if self.kind not in KINDS:
             raise ValueError(f"reflection window kind={self.kind!r} is not one of {', '.join(KINDS)}")
         if self.kind == "steps":
@@ -91,25 +102,45 @@ class ReflectionWindow:
         """
         return cls("percent", start=start, end=end)
 
+    def stage(self, first_step: int, schedule_steps: int) -> ReflectionWindow:
+        """This window over steps `first_step..` of a `schedule_steps`-step schedule (one stage of it).
+
+        Steps and percents count in the whole schedule; the stage reflects the window's steps it holds.
+        """
+        return replace(self, first_step=first_step, schedule_steps=schedule_steps)
+
     def mask(self, sigmas: Tensor | Sequence[float]) -> list[bool]:
         """One flag per step (`len(sigmas) - 1` of them): True where that step is reflected."""
         values = schedule_values(sigmas)
         total = len(values) - 1
+        full, first = self.schedule_steps or total, self.first_step
+        if first + total > full:
+            raise ValueError(
+                f"reflection stage of {total} steps from step {first} does not fit the {full}-step schedule "
+                f"(allowed: first_step + stage steps <= {full})"
+            )
         # A reflection inverts back up from sigma_next, so it needs sigma_next > 0.
         allowed = [values[i + 1] > 0 for i in range(total)]
+        at = range(first, first + total)  # the steps' numbers in the whole schedule
         if self.kind == "steps":
             n = self.reflect_steps
-            if not all(allowed[:n]) or n > total:
-                can = next((i for i, ok in enumerate(allowed) if not ok), total)
+            # A stage knows the whole schedule's length only: its last step is the one into sigma 0. A stage
+            # that is forced to sigma 0 early does not reflect its last step (`allowed`).
+            can = (
+                full - 1
+                if self.schedule_steps
+                else next((i for i, ok in enumerate(allowed) if not ok), total)
+            )
+            if n > can:
                 raise ValueError(
-                    f"reflection steps={n} is more than this schedule allows: it has {total} steps and its "
+                    f"reflection steps={n} is more than this schedule allows: it has {full} steps and its "
                     f"first {can} can reflect (allowed: 0..{can}; the step into sigma 0 never reflects)"
                 )
-            chosen = [i < n for i in range(total)]
+            chosen = [j < n for j in at]
         elif self.kind == "sigma":
             chosen = [self.lo <= values[i] <= self.hi for i in range(total)]
         else:
-            chosen = [self.start <= i / total < self.end for i in range(total)]
+            chosen = [self.start <= j / full < self.end for j in at]
         return [c and a for c, a in zip(chosen, allowed, strict=True)]
 
     def count(self, sigmas: Tensor | Sequence[float]) -> int:
@@ -119,7 +150,11 @@ class ReflectionWindow:
     def describe(self) -> str:
         """A short human-readable form for logs and plot titles."""
         if self.kind == "steps":
-            return f"first {self.reflect_steps} steps"
-        if self.kind == "sigma":
-            return f"sigma {self.lo:g}..{self.hi:g}"
-        return f"steps {self.start:.0%}..{self.end:.0%}"
+            text = f"first {self.reflect_steps} steps"
+        elif self.kind == "sigma":
+            text = f"sigma {self.lo:g}..{self.hi:g}"
+        else:
+            text = f"steps {self.start:.0%}..{self.end:.0%}"
+        if self.schedule_steps:
+            text += f" of {self.schedule_steps}, stage from step {self.first_step}"
+        return text

@@ -3,7 +3,7 @@
 import assert from "node:assert/strict";
 import { test } from "node:test";
 
-import { cost, equalBudgetPlan, reflectedSteps } from "../../js/cost.js";
+import { cost, equalBudgetPlan, reflectedInStage, reflectedSteps, stageOf } from "../../js/cost.js";
 
 const base = {
   steps: 20, cfg: 5.5, sampler_name: "euler", mode: "W2SD", window: "percent", start_percent: 0,
@@ -134,4 +134,22 @@ test("settings the server refuses are flagged", () => {
   assert.match(cost({ ...base, window: "steps", reflect_steps: 25 }).warning, /reflect_steps 25 > 19/);
   assert.match(cost({ ...base, start_percent: 0.6, end_percent: 0.5 }).warning, /start_percent > end_percent/);
   assert.equal(cost(base).warning, null);
+});
+
+test("KSampler (Advanced) stage: the window counts in the whole schedule, as w2sd_core's stage window", () => {
+  const first = stageOf(20, { start_at_step: 0, end_at_step: 10, return_with_leftover_noise: "enable" });
+  const second = stageOf(20, { start_at_step: 10, end_at_step: 10000 });
+  const half = { window: "percent", start_percent: 0, end_percent: 0.5 };
+  assert.equal(reflectedInStage(20, first, half), 10);
+  assert.equal(reflectedInStage(20, second, half), 0);
+  const all = { window: "steps", reflect_steps: -1 };
+  assert.equal(reflectedInStage(20, first, all) + reflectedInStage(20, second, all), reflectedSteps(20, all));
+  // Without leftover noise the stage's last step goes into sigma 0 and does not reflect.
+  assert.equal(reflectedInStage(20, stageOf(20, { start_at_step: 0, end_at_step: 10 }), all), 9);
+  const c = cost({ ...base, start_at_step: 0, end_at_step: 10, return_with_leftover_noise: "enable" });
+  assert.equal(c.stockNfe, 10);
+  assert.equal(c.nfe, 10 + 10 * 2);
+  assert.equal(c.lines[0], "NFE 30 = 3.00x stock (steps 0..10 of 20)");
+  assert.equal(cost({ ...base, start_at_step: 10, end_at_step: 10000 }).nfe, 10);
+  assert.equal(cost({ ...base, start_at_step: 0, equal_budget: true }).warning, "equal_budget: W2SD KSampler only, refused");
 });

@@ -34,7 +34,14 @@ from browser.comfy_page import (
 )
 
 REPO = Path(__file__).resolve().parents[2]
-W2SD_NODES = ("W2SDKSampler", "W2SDGuider", "W2SDModelPair", "W2SDLoraSplit", "W2SDCFGGap")
+W2SD_NODES = (
+    "W2SDKSampler",
+    "W2SDKSamplerAdvanced",
+    "W2SDGuider",
+    "W2SDModelPair",
+    "W2SDLoraSplit",
+    "W2SDCFGGap",
+)
 FRONTEND_ONLY = ("preset", "w2sd_cost")
 WIDGET_TYPES = {"INT", "FLOAT", "STRING", "BOOLEAN", "COMBO"}
 
@@ -427,6 +434,29 @@ def test_preset_menu_lists_exactly_the_presets(app, node_type: str) -> None:  # 
         "(id) => app.graph.getNodeById(id).widgets.find((w) => w.name === 'preset').options.values", n
     )
     assert values == ["custom", *PRESETS[node_type]]
+
+
+def test_advanced_sampler_counts_its_stage_and_offers_the_sampler_presets(app) -> None:  # type: ignore[no-untyped-def]
+    """W2SD KSampler (Advanced): the KSampler's presets but equal budget (refused there); the label
+    counts the stage's steps and the window's steps inside it (the window counts in the whole schedule)."""
+    n = add_node(app, "W2SDKSamplerAdvanced")
+    values = app.evaluate(
+        "(id) => app.graph.getNodeById(id).widgets.find((w) => w.name === 'preset').options.values", n
+    )
+    assert values == ["custom", *(p for p in PRESETS["W2SDKSampler"] if p != "equal budget")]
+    first = {
+        "steps": 20, "window": "percent", "start_percent": 0.0, "end_percent": 0.5, "inversion": "explicit",
+        "start_at_step": 0, "end_at_step": 10, "return_with_leftover_noise": "enable",
+    }  # fmt: skip
+    for name, value in first.items():
+        set_widget(app, n, name, value)
+    got = cost(app, n)
+    assert (got["stockNfe"], got["reflected"], got["nfe"]) == (10, 10, 30)
+    assert got["lines"][0] == "NFE 30 = 3.00x stock (steps 0..10 of 20)"
+    for name, value in {"start_at_step": 10, "end_at_step": 10000}.items():
+        set_widget(app, n, name, value)
+    got = cost(app, n)
+    assert (got["stockNfe"], got["reflected"], got["nfe"]) == (10, 0, 10)
 
 
 def test_no_w2sd_widgets_on_other_nodes(app) -> None:  # type: ignore[no-untyped-def]

@@ -76,3 +76,58 @@ def test_describe() -> None:
     assert ReflectionWindow.steps(4).describe() == "first 4 steps"
     assert ReflectionWindow.percent(0, 0.5).describe() == "steps 0%..50%"
     assert ReflectionWindow.sigma_range(10, 1).describe() == "sigma 1..10"
+
+
+@pytest.mark.parametrize(
+    "window",
+    [
+        ReflectionWindow.steps(4),
+        ReflectionWindow.steps(9),
+        ReflectionWindow.percent(0.0, 0.5),
+        ReflectionWindow.percent(0.3, 0.8),
+        ReflectionWindow.percent(0.0, 1.0),
+        ReflectionWindow.sigma_range(4.0, 0.1),
+    ],
+    ids=lambda w: w.describe(),
+)
+@pytest.mark.parametrize("split", [1, 3, 5, 9])
+def test_a_stage_reflects_the_whole_schedules_steps_it_holds(window, split) -> None:  # type: ignore[no-untyped-def]
+    """Two stages (KSamplerAdvanced start/end, leftover noise in between) reflect the one-stage steps."""
+    full = window.mask(SIGMAS)
+    first = window.stage(0, 10).mask(SIGMAS[: split + 1])
+    second = window.stage(split, 10).mask(SIGMAS[split:])
+    assert first + second == full
+    assert window.stage(0, 10).mask(SIGMAS) == full
+
+
+def test_a_stage_forced_to_sigma_zero_does_not_reflect_its_last_step() -> None:
+    # KSamplerAdvanced without leftover noise: the stage's last sigma is set to 0.
+    assert ReflectionWindow.steps(9).stage(0, 10).mask([*SIGMAS[:4], 0.0]) == [True, True, True, False]
+    assert ReflectionWindow.steps(9).stage(0, 10).mask(SIGMAS[:5]) == [True] * 4
+
+
+def test_a_stage_counts_steps_and_percents_in_the_whole_schedule() -> None:
+    assert ReflectionWindow.steps(2).stage(2, 10).mask(SIGMAS[2:6]) == [False] * 3
+    assert ReflectionWindow.percent(0.5, 1.0).stage(4, 10).mask(SIGMAS[4:]) == [False] + [True] * 4 + [False]
+
+
+@pytest.mark.parametrize(
+    ("window", "stage", "message"),
+    [
+        (ReflectionWindow.steps(10), SIGMAS[:4], r"steps=10 .*it has 10 steps and its first 9 can reflect"),
+        (
+            ReflectionWindow.steps(1).stage(8, 10),
+            SIGMAS[:4],
+            r"stage of 3 steps from step 8 does not fit the 10-step",
+        ),
+    ],
+)
+def test_a_stage_that_does_not_fit_says_what_is_allowed(window, stage, message) -> None:  # type: ignore[no-untyped-def]
+    with pytest.raises(ValueError, match=message):
+        (window if window.schedule_steps else window.stage(0, 10)).mask(stage)
+
+
+def test_stage_fields_are_checked_and_described() -> None:
+    with pytest.raises(ValueError, match=r"first_step=-1 must be a whole number, 0 or more"):
+        ReflectionWindow.steps(1).stage(-1, 10)
+    assert ReflectionWindow.percent(0, 0.5).stage(2, 4).describe() == "steps 0%..50% of 4, stage from step 2"

@@ -24,7 +24,14 @@ import tomllib
 from comfy_server import ComfyServer, comfyui_dir
 
 REPO = Path(__file__).resolve().parents[2]
-NODE_IDS = {"W2SDKSampler", "W2SDGuider", "W2SDModelPair", "W2SDLoraSplit", "W2SDCFGGap"}
+NODE_IDS = {
+    "W2SDKSampler",
+    "W2SDKSamplerAdvanced",
+    "W2SDGuider",
+    "W2SDModelPair",
+    "W2SDLoraSplit",
+    "W2SDCFGGap",
+}
 CLONE_NAME = "comfyui-w2sd"
 BROKEN_NAME = "w2sd-broken"
 # comfy-cli without prompts, telemetry or its update check: it never touches the network here.

@@ -24,6 +24,7 @@ NEWER_THAN_0_3_75 = (
     "fix_empty_latent_temporal",
     "node_replace",
     "search_aliases",
+    "sample_casts_to_intermediate_dtype",
     # 0.29.0 (master 4f874c5e, 2026-07-29) is inside the window 2026-07-28..07-31 where KSAMPLER reads
     # sampler_function.__name__ unguarded (upstream PR #15179 added the getattr afterwards).
     "ksampler_reads_function_name",
