@@ -225,12 +225,8 @@ class W2SDKSamplerAdvanced:
     )
 
     @classmethod
-    def VALIDATE_INPUTS(
-        cls, window=None, start_percent=None, end_percent=None, reflect_steps=None, steps=None
-    ):  # type: ignore[no-untyped-def]
-        return validate_reflection_inputs(
-            cls.INPUT_TYPES(), window, start_percent, end_percent, reflect_steps, steps
-        )
+    def VALIDATE_INPUTS(cls, input_types: dict | None = None, **values: Any) -> bool | str:
+        return validate_reflection_inputs(cls.INPUT_TYPES(), input_types, **values)
 
     def sample(
         self,

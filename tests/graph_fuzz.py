@@ -27,9 +27,11 @@ from __future__ import annotations
 
 import copy
 import itertools
+import json
 import math
 import pickle
 import time
+import urllib.error
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -41,7 +43,9 @@ from fixtures.checkpoints import SD3_MINI, SD15_MINI, SD15_MINI_FINETUNE, SD15_M
 from graphs import base_graph
 from hypothesis import strategies as st
 
-W2SD_NODES = ("W2SDModelPair", "W2SDLoraSplit", "W2SDCFGGap", "W2SDKSampler", "W2SDGuider")
+W2SD_NODES = (
+    "W2SDModelPair", "W2SDLoraSplit", "W2SDCFGGap", "W2SDKSampler", "W2SDKSamplerAdvanced", "W2SDGuider",
+)  # fmt: skip
 PAIR_NODES = ("W2SDModelPair", "W2SDLoraSplit", "W2SDCFGGap")
 SEED = 5
 PICKLE_MARKER = "w2sd_fuzz_pickle_ran"
@@ -106,7 +110,7 @@ def any_allowed_value(name: str, kind: Any, options: dict[str, Any]) -> st.Searc
         low, high = options.get("min", 0), options.get("max", 2**31)
         if name == "steps":
             return st.integers(max(low, 1), 4)
-        if name in ("reflect_steps", "inversion_iters"):
+        if name in ("reflect_steps", "inversion_iters", "start_at_step", "end_at_step"):
             return st.integers(low, min(high, 4))
         return st.integers(low, min(high, low + 1000))
     if kind == "FLOAT":
@@ -212,9 +216,10 @@ def fuzzed_prompts(draw: st.DrawFn, info: dict[str, Any]) -> Fuzzed:
         forced = {"pair": shared_pair, "latent_image": latent}
         if draw(st.booleans()):  # the last LoRA split's MODEL (or the checkpoint's), as users wire it
             forced["model"] = [link for link in links["MODEL"] if link[0] != "26"][-1]
-        if draw(st.booleans()):
+        path = draw(st.sampled_from(["W2SDKSampler", "W2SDKSamplerAdvanced", "W2SDGuider"]))
+        if path != "W2SDGuider":
             node = next(ids)
-            g[node] = {"class_type": "W2SDKSampler", "inputs": inputs_of("W2SDKSampler", forced)}
+            g[node] = {"class_type": path, "inputs": inputs_of(path, forced)}
             out = [node, 0]
         else:
             latent = forced.pop("latent_image")
@@ -332,22 +337,30 @@ class Judge:
 
     def check(self, fuzzed: Fuzzed) -> str:
         """The outcome of one prompt: refused (validation), refused_running, ran or interrupted."""
+        prompt = copy.deepcopy(fuzzed.prompt)
+        nonce = next(_fresh)
+        for node in fuzzed.outputs:  # a new file name each time: ComfyUI does not re-run a cached output
+            prompt[node]["inputs"]["filename_prefix"] = f"fuzz/{node}_{nonce}"
         try:
-            prompt_id = self.server.queue(fuzzed.prompt)
-        except ComfyError as e:
-            outcome = self._refused(e, fuzzed)
+            answer = self.server.request("/prompt", {"prompt": prompt, "client_id": self.server.client_id})
+        except urllib.error.HTTPError as e:
+            outcome = self._refused(json.loads(e.read() or b"{}"), fuzzed)
         else:
-            outcome = self._ran(prompt_id, fuzzed)
+            # ComfyUI runs the outputs that validated and names the others' errors in the same answer.
+            partly_refused = bool(answer.get("node_errors"))
+            if partly_refused:
+                self._refused(answer, fuzzed)
+            outcome = self._ran(answer["prompt_id"], fuzzed, partly_refused)
         self._alive()
         if outcome != "refused":
             self._stock_unchanged(fuzzed)
         self.counts[outcome] += 1
         return outcome
 
-    def _refused(self, e: ComfyError, fuzzed: Fuzzed) -> str:
-        node_errors = e.details.get("node_errors", {})
+    def _refused(self, answer: dict[str, Any], fuzzed: Fuzzed) -> str:
+        node_errors = answer.get("node_errors", {})
         if not node_errors:
-            raise OracleFailure(f"refused without naming a node: {e.message}\n{fuzzed.w2sd_summary()}")
+            raise OracleFailure(f"refused without naming a node: {answer}\n{fuzzed.w2sd_summary()}")
         for node_id, entry in node_errors.items():
             for error in entry.get("errors", []):
                 text = f"{error.get('message')}: {error.get('details')}"
@@ -359,7 +372,7 @@ class Judge:
                     raise OracleFailure(f"node {node_id}: an error that names no input: {text}")
         return "refused"
 
-    def _ran(self, prompt_id: str, fuzzed: Fuzzed) -> str:
+    def _ran(self, prompt_id: str, fuzzed: Fuzzed, partly_refused: bool = False) -> str:
         outcome = "ran"
         try:
             try:
@@ -373,7 +386,7 @@ class Judge:
                 return "interrupted"
             return self._failed_running(e, fuzzed)
         if outcome == "ran":
-            self._latents_ok(entry["outputs"], fuzzed)
+            self._latents_ok(entry["outputs"], fuzzed, partly_refused)
         return outcome
 
     def _failed_running(self, e: ComfyError, fuzzed: Fuzzed) -> str:
@@ -391,12 +404,14 @@ class Judge:
         self.reasons[" ".join(e.message.split()[:8])] += 1
         return "refused_running"
 
-    def _latents_ok(self, outputs: dict[str, Any], fuzzed: Fuzzed) -> None:
+    def _latents_ok(self, outputs: dict[str, Any], fuzzed: Fuzzed, partly_refused: bool) -> None:
         import torch
         from safetensors.torch import load_file
 
         for node, shape in fuzzed.outputs.items():
             saved = outputs.get(node, {}).get("latents") or []
+            if not saved and partly_refused:
+                continue  # this output's branch was refused before running
             if len(saved) != 1:
                 raise OracleFailure(f"SaveLatent {node} wrote {len(saved)} files")
             item = saved[0]
