@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 import torch
 from fixtures.checkpoints import SD3_MINI, SD15_MINI, SD15_MINI_CONTROLNET, SD15_MINI_LORA
+from graph_fuzz import PICKLE_MARKER, write_hostile_files
 from graphs import (
     add_cfg_gap,
     add_checkpoint,
@@ -230,6 +231,28 @@ CASES = [
         ["stop_ratio=inf", "finite"],
     ),
     (
+        "truncated LoRA file",
+        lambda: lora_graph("fuzz_truncated.safetensors"),
+        ["fuzz_truncated", "could not be read"],
+    ),
+    ("empty LoRA file", lambda: lora_graph("fuzz_empty.safetensors"), ["fuzz_empty", "could not be read"]),
+    ("LoRA file of text", lambda: lora_graph("fuzz_text.safetensors"), ["fuzz_text", "could not be read"]),
+    (
+        "pickled LoRA that runs code",
+        lambda: lora_graph("fuzz_pickle.pt"),
+        ["fuzz_pickle.pt", "could not be read"],
+    ),
+    (
+        "LoRA for another family's widths",
+        lambda: lora_graph("fuzz_other_family.safetensors"),
+        ["fuzz_other_family", "640"],
+    ),
+    (
+        "LoRA name leaving its folder",
+        lambda: lora_graph("../checkpoints/" + SD15_MINI),
+        ["lora_name", "../checkpoints"],
+    ),
+    (
         "pair linked to a MODEL",
         lambda: with_input(cfg_graph(), "3", pair=["4", 0]),
         ["pair", "MODEL", "W2SD_PAIR"],
@@ -266,6 +289,7 @@ def bad_files(server):
         },
         str(loras / "w2sd_test_loha.safetensors"),
     )
+    write_hostile_files(server)  # truncated, empty, not safetensors, a code-running pickle, other widths
     assert (server.base_dir / "models" / "controlnet" / SD15_MINI_CONTROLNET).exists()
     return loras
 
@@ -301,4 +325,5 @@ def test_bad_input_gets_a_clear_message_and_the_next_prompt_is_stock(
     for part in expected:
         assert part in message, f"{part!r} not in the message:\n{message}"
     assert "Traceback" not in message
+    assert not (server.base_dir / PICKLE_MARKER).exists(), "a pickled LoRA ran code when loaded"
     assert np.array_equal(stock_again(server), stock_reference)

@@ -138,3 +138,61 @@ def test_same_seed_same_image_across_restarts(server_factory, tmp_path):
     assert np.array_equal(second.run(graph).image, a)
     assert np.array_equal(a_again, a)
     assert not np.array_equal(a, b)
+
+
+def test_two_clients_and_interrupts_at_random_moments(server):
+    """Two clients queue interleaved W2SD and stock prompts while /interrupt arrives at random moments
+    (seeded): every prompt ends, the queue empties, and every stock prompt that finished -- and one more
+    afterwards -- gives its reference image bit for bit."""
+    import random
+    import threading
+    import urllib.error
+
+    from comfy_server import ComfyError
+
+    stock = {s: base_graph(SD15_MINI, seed=s) for s in (201, 202)}
+    references = {s: server.run(rerun(g)).image for s, g in stock.items()}
+    w2sd = [slow_graph(kind, 300 + i) for i, kind in enumerate(["cfg", "lora", "checkpoints"] * 2)]
+    queued: list[tuple[str, int | None]] = []  # (prompt id, stock seed or None for W2SD)
+    lock = threading.Lock()
+
+    def client(graphs, seeds):
+        client_id = f"client-{seeds[0]}"
+        for graph, stock_seed in zip(graphs, seeds, strict=True):
+            answer = server.request("/prompt", {"prompt": graph, "client_id": client_id})
+            with lock:
+                queued.append((answer["prompt_id"], stock_seed if stock_seed > 0 else None))
+
+    stock_seeds = [201, 202] * 3
+    clients = [
+        threading.Thread(target=client, args=(w2sd, [-(i + 1) for i in range(len(w2sd))])),
+        threading.Thread(target=client, args=([rerun(stock[s]) for s in stock_seeds], stock_seeds)),
+    ]
+    for t in clients:
+        t.start()
+    rng = random.Random(7)
+    for _ in range(8):
+        threading.Event().wait(rng.uniform(0.1, 1.2))
+        try:
+            server.interrupt()
+        except urllib.error.URLError as e:  # the server must keep answering
+            raise AssertionError(f"/interrupt failed: {e}") from e
+    for t in clients:
+        t.join()
+    outcomes = {"done": 0, "interrupted": 0}
+    for prompt_id, stock_seed in queued:
+        try:
+            entry = server.wait(prompt_id, timeout=300)
+        except ComfyError as e:
+            assert e.message == "interrupted", e.message
+            outcomes["interrupted"] += 1
+            continue
+        outcomes["done"] += 1
+        if stock_seed is not None:
+            image = server.view(next(iter(entry["outputs"].values()))["images"][0])
+            assert np.array_equal(image, references[stock_seed]), f"stock seed {stock_seed} changed"
+    print(f"two clients, 12 prompts, 8 random interrupts: {outcomes}")
+    assert outcomes["interrupted"] >= 1, "no interrupt landed: the test checked nothing"
+    queue = server.request("/queue")
+    assert not queue["queue_running"] and not queue["queue_pending"]
+    assert np.array_equal(server.run(rerun(stock[201])).image, references[201])
