@@ -18,6 +18,7 @@ MODE_CHOICES = {
     "S2WD (diagnosis)": "s2wd",
 }
 WINDOW_CHOICES = ("percent", "steps")
+LONGEST_SCHEDULE = 100_000  # steps / denoise: the full schedule a partial denoise is cut from
 
 
 def reflection_inputs() -> dict[str, Any]:
@@ -151,6 +152,9 @@ def validate_reflection_inputs(
         and start_percent > end_percent
     ):
         return f"start_percent={start_percent} is after end_percent={end_percent}: the reflection window would be empty (allowed: 0 <= start_percent <= end_percent <= 1)."
+    denoise = values.get("denoise")
+    if steps is not None and denoise is not None and 0 < denoise < 1 and steps / denoise > LONGEST_SCHEDULE:
+        return f"denoise={denoise} is too small for steps={steps}: ComfyUI would build a schedule of steps / denoise = {steps / denoise:.3g} steps to take the last {steps} (allowed: 0, or at least {steps / LONGEST_SCHEDULE:.3g})."
     if window == "steps" and steps is not None and reflect_steps is not None and reflect_steps > steps - 1:
         return f"reflect_steps={reflect_steps} is outside the schedule: with steps={steps} at most {steps - 1} can reflect (the step into sigma 0 never does); -1 = all."
     return True

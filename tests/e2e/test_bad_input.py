@@ -117,6 +117,11 @@ CASES = [
     ("cfg negative", lambda: with_input(cfg_graph(), "3", cfg=-1.0), ["cfg", "-1"]),
     ("cfg over max", lambda: with_input(cfg_graph(), "3", cfg=1000.0), ["cfg", "1000"]),
     ("denoise over 1", lambda: with_input(cfg_graph(), "3", denoise=1.5), ["denoise", "1.5"]),
+    (
+        "denoise tiny",
+        lambda: with_input(cfg_graph(), "3", denoise=2.2e-308),
+        ["denoise=2.2e-308", "too small"],
+    ),
     ("denoise negative", lambda: with_input(cfg_graph(), "3", denoise=-0.1), ["denoise", "-0.1"]),
     ("seed negative", lambda: with_input(cfg_graph(), "3", seed=-5), ["seed", "-5"]),
     ("unknown sampler", lambda: with_input(cfg_graph(), "3", sampler_name="nope"), ["sampler_name", "nope"]),
