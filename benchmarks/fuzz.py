@@ -69,7 +69,7 @@ def main() -> None:
     try:
         write_hostile_files(server)
         info = w2sd_info(server)
-        judge = Judge(server, time_cap=args.time_cap)
+        judge = Judge(server, info, time_cap=args.time_cap)
         process = psutil.Process(server.proc.pid)
         FAILURES.mkdir(parents=True, exist_ok=True)
 

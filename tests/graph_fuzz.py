@@ -328,8 +328,9 @@ def made_to_run(graph: dict[str, Any]) -> dict[str, Any]:
 class Judge:
     """Runs fuzzed prompts on one server and checks each against the oracle; counts outcomes."""
 
-    def __init__(self, server: ComfyServer, time_cap: float = 20.0) -> None:
+    def __init__(self, server: ComfyServer, info: dict[str, Any], time_cap: float = 20.0) -> None:
         self.server = server
+        self.names = input_names(info)
         self.time_cap = time_cap
         self.counts: Counter[str] = Counter()
         self.reasons: Counter[str] = Counter()  # why prompts were refused while running (first words)
@@ -401,6 +402,8 @@ class Judge:
             raise OracleFailure(
                 f"{node_type} failed with {error.get('exception_type')}: {e.message}\n{fuzzed.w2sd_summary()}"
             )
+        if not names_an_input(e.message, self.names):
+            raise OracleFailure(f"{node_type}: a message that names no input: {e.message}")
         self.reasons[" ".join(e.message.split()[:8])] += 1
         return "refused_running"
 
@@ -436,6 +439,18 @@ class Judge:
         image = self.server.run(made_to_run(stock_graph())).image
         if not np.array_equal(image, self.reference):
             raise OracleFailure(f"the stock KSampler's image changed after {fuzzed.w2sd_summary()}")
+
+
+def input_names(info: dict[str, Any]) -> set[str]:
+    """Every input name the W2SD nodes declare, but the words too common to count as naming one."""
+    names = {n for entry in info.values() for part in entry["input"].values() for n in part}
+    return names - {"model", "pair"}
+
+
+def names_an_input(message: str, names: set[str]) -> bool:
+    """Whether `message` names one of `names` ("weak_model" or "weak model")."""
+    text = message.replace("_", " ")
+    return any(name.replace("_", " ") in text for name in names)
 
 
 def w2sd_info(server: ComfyServer) -> dict[str, Any]:

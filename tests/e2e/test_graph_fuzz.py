@@ -20,9 +20,9 @@ EXAMPLES = int(os.environ.get("W2SD_FUZZ_EXAMPLES", "150"))
 
 
 @pytest.fixture(scope="module")
-def judge(server):
+def judge(server, info):
     names = write_hostile_files(server)
-    yield Judge(server)
+    yield Judge(server, info)
     for name in names:
         (server.base_dir / "models" / "loras" / name).unlink(missing_ok=True)
 
