@@ -31,6 +31,7 @@ from ..w2sd_core import (
     sample_with_reflection,
 )
 from . import compat
+from .input_checks import first_line
 from .lora_scales import role_scales
 from .pair import ROLES, Side, W2SDPair
 
@@ -372,10 +373,6 @@ SHAPE_MISMATCH_WORDS = (
 
 def is_shape_mismatch(error: BaseException) -> bool:
     return any(words in str(error) for words in SHAPE_MISMATCH_WORDS)
-
-
-def first_line(error: BaseException) -> str:
-    return (str(error).strip().splitlines() or [type(error).__name__])[0][:300]
 
 
 def window_asks_for_reflection(window: ReflectionWindow) -> bool:

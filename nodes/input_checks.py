@@ -2,9 +2,10 @@
 
 ComfyUI converts widget values and checks their min/max/choices itself, except for the inputs a node's
 VALIDATE_INPUTS takes; it lets NaN through its range checks and never checks a link input that was
-given a plain value (`"pair": null`). The W2SD nodes take every input in VALIDATE_INPUTS (`**values`)
-and check each here, so a bad value is refused before running with a message that names the input,
-the value and what is allowed, instead of a raw error from deep inside the node.
+given a plain value (`"pair": null`). The W2SD nodes take every input in VALIDATE_INPUTS (`**values`,
+with `input_types` for the types of the linked ones) and check each here, so a bad value is refused
+before running with a message that names the input, the value and what is allowed, instead of a raw
+error from deep inside the node.
 """
 
 from __future__ import annotations
@@ -93,3 +94,8 @@ def check_declared(
 
 def type_name(kind: Any) -> str:
     return "a choice (COMBO)" if isinstance(kind, list) else str(kind)
+
+
+def first_line(error: BaseException, limit: int = 300) -> str:
+    """The first line of an exception's message, for quoting it inside one of the pack's own."""
+    return (str(error).strip().splitlines() or [type(error).__name__])[0][:limit]

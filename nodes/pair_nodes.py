@@ -11,7 +11,7 @@ from typing import Any
 import comfy.utils
 import folder_paths
 
-from .input_checks import check_declared
+from .input_checks import check_declared, first_line
 from .lora_scales import lora_clip, make_lora_scale_model
 from .pair import PAIR_TYPE, Side, incoming_pair
 
@@ -210,9 +210,8 @@ def read_lora_file(path: str, lora_name: str) -> dict:
     try:
         return comfy.utils.load_torch_file(path, safe_load=True)
     except Exception as e:  # safetensors, torch's weights-only unpickler and the OS each raise their own
-        reason = (str(e).strip().splitlines() or [type(e).__name__])[0][:200]
         raise ValueError(
-            f"lora_name={lora_name!r} could not be read as a LoRA file ({type(e).__name__}: {reason}). It may be "
+            f"lora_name={lora_name!r} could not be read as a LoRA file ({type(e).__name__}: {first_line(e, 200)}). It may be "
             "truncated, empty, not a safetensors/PyTorch weights file, or a pickle that safe loading refuses."
         ) from None
 
