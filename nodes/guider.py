@@ -22,7 +22,9 @@ import comfy.samplers
 import torch
 
 from ..w2sd_core import (
+    VARIANCE_EXPLODING,
     AdaptiveStop,
+    Noising,
     ReflectionDiagnostics,
     ReflectionWindow,
     StopTracker,
@@ -276,7 +278,10 @@ class W2SDGuider(comfy.samplers.CFGGuider):
                 f"W2SD needs a k-diffusion style SAMPLER (KSamplerSelect, the SDE sampler nodes, ...); got {type(sampler).__name__}."
             )
         reflected = reflected_steps(self.settings.window, sigmas)
-        check_inversion_fits(self.settings.inversion, self.inner_model.model_sampling)
+        model_sampling = self.inner_model.model_sampling
+        check_inversion_fits(self.settings.inversion, model_sampling)
+        if self.settings.mode in ("resample", "resample_aligned"):
+            check_resampling_fits(model_sampling, sigmas)
         if self.settings.reuse_strong and (why := self.strong_differs_from_main()):
             raise ValueError(
                 f"reuse_strong=True reuses the strong evaluation as the sampler's next one, so the strong side must be the "
@@ -322,6 +327,7 @@ class W2SDGuider(comfy.samplers.CFGGuider):
                 diagnostics=self.diagnostics,
                 stop=self.stop_tracker,
                 reuse_strong=self.settings.reuse_strong,
+                noising=model_noising(model_sampling),
             )
         )
         wrapped = comfy.samplers.KSAMPLER(function, sampler.extra_options, sampler.inpaint_options)
@@ -415,6 +421,36 @@ def check_inversion_fits(inversion: str, model_sampling: Any) -> None:
         )
 
 
+def model_noising(model_sampling: Any) -> Noising:
+    """How the sampler's latent mixes data and noise, read off the model's own `noise_scaling` (ComfyUI
+    makes the first latent with it): `signal(sigma)` is its weight on the clean latent, `noise(sigma)` on eps.
+    EPS, V-prediction, EDM and Cosmos give `x0 + sigma * eps`, flow models (CONST) `(1 - sigma) x0 + sigma * eps`.
+    """
+
+    def mix(sigma: Any, noise: float, latent: float) -> torch.Tensor:
+        sigma = torch.as_tensor(sigma)
+        return model_sampling.noise_scaling(
+            sigma, torch.full_like(sigma, noise), torch.full_like(sigma, latent)
+        )
+
+    return Noising(signal=lambda sigma: mix(sigma, 0.0, 1.0), noise=lambda sigma: mix(sigma, 1.0, 0.0))
+
+
+def check_resampling_fits(model_sampling: Any, sigmas: torch.Tensor) -> None:
+    """Re-Sampling needs a latent `a(sigma) x0 + b(sigma) eps` with noise in it (b > 0) at the top sigma."""
+    noising, sigma = model_noising(model_sampling), sigmas[0]
+    eps, x0 = torch.tensor([1.5, -0.5], device=sigma.device), torch.tensor([-2.0, 3.0], device=sigma.device)
+    mixed = model_sampling.noise_scaling(sigma, eps.clone(), x0)
+    linear = torch.allclose(mixed, noising.signal(sigma) * x0 + noising.noise(sigma) * eps)
+    if not linear or float(noising.noise(sigma)) <= 0:
+        # The class that noises (CONST, IMG_TO_IMG_FLOW, ...), not ComfyUI's combined ModelSampling class.
+        kind = next(c.__name__ for c in type(model_sampling).__mro__ if "noise_scaling" in vars(c))
+        raise ValueError(
+            f"Re-Sampling re-noises the latent the way the model noises it, a(sigma) * latent + b(sigma) * noise; this model "
+            f"samples with {kind}, whose noise_scaling is not such a mix with noise in it. Use mode W2SD."
+        )
+
+
 def cond_key(role: str, kind: str) -> str:
     return f"w2sd_{role}_{kind}"
 
@@ -461,6 +497,7 @@ def w2sd_sampler_function(
     diagnostics,
     stop=None,
     reuse_strong=False,
+    noising=VARIANCE_EXPLODING,
     **options,
 ):  # type: ignore[no-untyped-def]
     """A k-diffusion sampler function: `inner` with W2SD reflections in the window."""
@@ -503,5 +540,6 @@ def w2sd_sampler_function(
         single_step=single_step,
         stop=stop,
         reuse_strong=reuse_strong,
+        noising=noising,
         **options,
     )

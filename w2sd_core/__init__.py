@@ -8,7 +8,7 @@ from .adaptive import AdaptiveStop, StopTracker
 from .budget import BudgetPlan, equal_budget_plan, planned_nfe, reflection_cost
 from .diagnostics import ReflectionDiagnostics, direction_cosine, reflection_size
 from .reflection import INVERSIONS, invert, reflect
-from .resampling import aligned_noise, renoise
+from .resampling import FLOW, VARIANCE_EXPLODING, Noising, aligned_noise, renoise
 from .sampler import sample_w2sd
 from .steps import Denoiser, denoise_step, euler_step, first_order_step, to_d
 from .window import ReflectionWindow
@@ -16,10 +16,13 @@ from .wrap import MODES, CountingModel, SingleStep, sample_with_reflection
 
 __all__ = [
     "AdaptiveStop",
+    "FLOW",
     "INVERSIONS",
     "MODES",
+    "VARIANCE_EXPLODING",
     "BudgetPlan",
     "CountingModel",
+    "Noising",
     "Denoiser",
     "ReflectionDiagnostics",
     "ReflectionWindow",

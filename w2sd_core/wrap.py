@@ -19,7 +19,7 @@ from torch import Tensor
 from .adaptive import StopTracker
 from .diagnostics import ReflectionDiagnostics, reflection_size
 from .reflection import check_inversion, invert, reflect
-from .resampling import aligned_noise, draw_noise, renoise
+from .resampling import VARIANCE_EXPLODING, Noising, aligned_noise, draw_noise, renoise
 from .steps import Denoiser, denoise_step
 from .window import ReflectionWindow, schedule_values
 
@@ -131,6 +131,7 @@ def _reflect_step(
     inversion_iters: int,
     inversion: str,
     generator: torch.Generator,
+    noising: Noising,
 ) -> Tensor:
     """The latent the window step starts from: reflected (W2SD / S2WD) or re-sampled (Alg. 2 / 3)."""
     if mode in ("w2sd", "s2wd"):
@@ -141,7 +142,7 @@ def _reflect_step(
     else:
         x_tilde = invert(x_down, sigma, sigma_next, weak, inversion_iters, inversion, start=x)
         noise = aligned_noise(x_tilde - x, generator)
-    return renoise(x_down, sigma, sigma_next, noise)
+    return renoise(x_down, sigma, sigma_next, noise, noising)
 
 
 @torch.no_grad()
@@ -165,6 +166,7 @@ def sample_with_reflection(
     single_step: SingleStep | None = None,
     stop: StopTracker | None = None,
     reuse_strong: bool = False,
+    noising: Noising = VARIANCE_EXPLODING,
     **options: Any,
 ) -> Tensor:
     """Runs `sampler_fn` over `sigmas` with W2SD reflections before each step in `window`.
@@ -188,6 +190,8 @@ def sample_with_reflection(
     reflection, as its first model evaluation instead of evaluating again at the reflected latent. One
     evaluation less per reflected step; an approximation, close at high noise, where the denoiser's
     output barely depends on the latent.
+    `noising` (Re-Sampling only): how the latent mixes data and noise at a sigma, so the re-noised latent
+    has the model's own signal level (`FLOW` for flow models); variance-exploding by default.
     """
     if mode not in MODES:
         raise ValueError(f"mode={mode!r} is not one of {', '.join(MODES)}")
@@ -239,8 +243,9 @@ def sample_with_reflection(
         if mask[i]:
             kept.clear()
             x_new = _reflect_step(
-                mode, x, sigmas[i], sigmas[i + 1], strong_r, weak_c, inversion_iters, inversion, generator
-            )
+                mode, x, sigmas[i], sigmas[i + 1], strong_r, weak_c,
+                inversion_iters, inversion, generator, noising,
+            )  # fmt: skip
             if diagnostics is not None:
                 diagnostics.record(i, values[i], x, x_new)
             size = reflection_size(x, x_new) if stop is not None else None
