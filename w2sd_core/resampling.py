@@ -42,7 +42,7 @@ def _one_minus(sigma: Sigma) -> Sigma:
 
 
 VARIANCE_EXPLODING = Noising(signal=_one, noise=_same)
-"""`x0 + sigma * eps`: k-diffusion's space, where ComfyUI samples EPS and V-prediction models."""
+"""`x0 + sigma * eps`: k-diffusion's space, where ComfyUI samples EPS, V-prediction, EDM and Cosmos models."""
 FLOW = Noising(signal=_one_minus, noise=_same)
 """`(1 - sigma) * x0 + sigma * eps`: rectified flow (ComfyUI's CONST: SD3, Flux, Wan, ...)."""
 

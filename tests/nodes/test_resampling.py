@@ -128,8 +128,8 @@ def sample_with_a_known_denoiser(comfyui, checkpoint, model_sampling_node, mode)
     model.set_model_sampler_post_cfg_function(exact)
     positive = comfyui.execute("CLIPTextEncode", clip=clip, text="a red fox")[0]
     negative = comfyui.execute("CLIPTextEncode", clip=clip, text="")[0]
-    # 4096 values or more; small images: attention over an SD1.5 UNet's tokens is what costs here.
-    shape = (1, 16, 32, 32) if model.model.latent_format.latent_channels == 16 else (4, 4, 16, 16)
+    # 2048 values or more; small images: attention over an SD1.5 UNet's tokens is what costs here.
+    shape = (1, 16, 32, 32) if model.model.latent_format.latent_channels == 16 else (2, 4, 16, 16)
     latent = {"samples": torch.zeros(shape)}
     pair = comfyui.execute("W2SDCFGGap", strong_cfg=1.0, weak_cfg=0.0, pair=None)[0]  # one pass per call
     comfyui.execute(
