@@ -30,7 +30,7 @@ from ..w2sd_core import (
     planned_nfe,
     sample_with_reflection,
 )
-from . import compat
+from . import compat, patch_checks
 from .lora_scales import role_scales
 from .pair import ROLES, Side, W2SDPair
 
@@ -275,6 +275,9 @@ class W2SDGuider(comfy.samplers.CFGGuider):
                 f"W2SD needs a k-diffusion style SAMPLER (KSamplerSelect, the SDE sampler nodes, ...); got {type(sampler).__name__}."
             )
         reflected = reflected_steps(self.settings.window, sigmas)
+        if any(reflected):
+            patch_checks.check_side_sampling(self.main_model, self.pair)
+            patch_checks.check_reflection_patches(patch_checks.side_options(self.pair, self.model_options))
         check_inversion_fits(self.settings.inversion, self.inner_model.model_sampling)
         if self.settings.reuse_strong and (why := self.strong_differs_from_main()):
             raise ValueError(
