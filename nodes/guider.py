@@ -215,6 +215,21 @@ class W2SDGuider(comfy.samplers.CFGGuider):
         return None
 
     # --- model calls -----------------------------------------------------------------------------
+    def outer_predict_noise(
+        self, x: torch.Tensor, timestep: torch.Tensor, model_options: dict | None = None, seed: Any = None
+    ) -> torch.Tensor:
+        """CFGGuider's, with the step caches left out of a reflection's calls (patch_checks.without_caches)."""
+        model_options = {} if model_options is None else model_options
+        own_options = self.model_options
+        if model_options.get("transformer_options", {}).get(ROLE_KEY) in ROLES:
+            own_options, model_options = map(patch_checks.without_caches, (own_options, model_options))
+        wrappers = comfy.patcher_extension.get_all_wrappers(
+            comfy.patcher_extension.WrappersMP.PREDICT_NOISE, own_options, is_model_options=True
+        )
+        return comfy.patcher_extension.WrapperExecutor.new_class_executor(
+            self.predict_noise, self, wrappers
+        ).execute(x, timestep, model_options, seed)
+
     def predict_noise(
         self,
         x: torch.Tensor,
@@ -359,7 +374,7 @@ class W2SDGuider(comfy.samplers.CFGGuider):
         )
         to["sample_sigmas"] = sigmas
         to[ROLE_KEY] = role
-        return options
+        return patch_checks.without_caches(options)
 
 
 # torch's words for tensors whose shapes do not fit a layer: inputs made for another model family.

@@ -1,4 +1,5 @@
-"""Model patches stacked between loader and sampler that W2SD's reflections cannot honour: refused by name.
+"""Model patches stacked between loader and sampler that W2SD's reflections cannot honour: refused by name;
+step caches are kept off the reflection's calls.
 
 A reflection evaluates the strong side at sigma_i and inverts with the weak side, so the sigma of
 successive model calls goes down and back up, and two sides share one sampling run. Patches that keep
@@ -16,8 +17,9 @@ import torch
 
 from .pair import ROLES, W2SDPair
 
-# transformer_options key -> the core node that sets it (its holder's `name`, where it has one, wins).
-CACHE_KEYS = {"easycache": "EasyCache"}
+# Wrapper keys of the core step caches (EasyCache, LazyCache): they skip a model call by adding the
+# previous call's output change to its input.
+CACHE_WRAPPER_KEYS = ("easycache", "lazycache")
 
 
 def sampling_settings(model: Any) -> str:
@@ -81,16 +83,6 @@ def check_reflection_patches(options: Iterable[dict]) -> None:
                     "threshold work with W2SD) or set reflect_steps=0."
                 )
         transformer_options = model_options.get("transformer_options", {})
-        for key, node in CACHE_KEYS.items():
-            holder = transformer_options.get(key)
-            if holder is not None:
-                name = getattr(holder, "name", node)
-                raise ValueError(
-                    f"{name} cannot run inside a W2SD reflection window: it skips model calls by reusing the "
-                    "previous call's output, so a strong denoise or weak inversion would be served an output "
-                    "computed for the other side or another sigma and the reflection would silently shrink. "
-                    f"Remove the {name} node from this model's path, or set reflect_steps=0."
-                )
         patches = transformer_options.get("patches", {})
         if any(type(p).__name__ == "KV_Attn_Input" for p in patches.get("attn1_patch", [])):
             raise ValueError(
@@ -105,3 +97,20 @@ def side_options(pair: W2SDPair, main_options: dict) -> list[dict]:
     return [main_options] + [
         pair.side(role).model.model_options for role in ROLES if pair.side(role).model is not None
     ]
+
+
+def without_caches(model_options: dict) -> dict:
+    """model_options whose wrappers leave out the step caches (shallow copies; nothing shared is changed).
+
+    A reflection call skipped by a cache would be served the previous call's output change, computed for
+    the other side or another sigma; without the cache it runs, and the cache's state sees only the
+    regular steps, in stock's order."""
+    transformer_options = model_options.get("transformer_options", {})
+    wrappers = transformer_options.get("wrappers", {})
+    if not any(key in by_key for by_key in wrappers.values() for key in CACHE_WRAPPER_KEYS):
+        return model_options
+    kept = {
+        kind: {key: fns for key, fns in by_key.items() if key not in CACHE_WRAPPER_KEYS}
+        for kind, by_key in wrappers.items()
+    }
+    return {**model_options, "transformer_options": {**transformer_options, "wrappers": kept}}

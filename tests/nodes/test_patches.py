@@ -31,15 +31,15 @@ class Setup:
         channels = self.model.get_model_object("latent_format").latent_channels
         self.latent = {"samples": torch.zeros(1, channels, 4, 4)}
 
-    def stock(self, model, latent=None, cfg=5.5):
+    def stock(self, model, latent=None, cfg=5.5, steps=STEPS):
         out = self.c.nodes.common_ksampler(
-            model, 1, STEPS, cfg, "euler", "karras", self.positive, self.negative, latent or self.latent
+            model, 1, steps, cfg, "euler", "karras", self.positive, self.negative, latent or self.latent
         )
         return out[0]["samples"]
 
-    def w2sd(self, model, pair, latent=None, cfg=5.5, **reflection):
+    def w2sd(self, model, pair, latent=None, cfg=5.5, steps=STEPS, **reflection):
         out = self.c.execute(
-            "W2SDKSampler", model=model, seed=1, steps=STEPS, cfg=cfg, sampler_name="euler",
+            "W2SDKSampler", model=model, seed=1, steps=steps, cfg=cfg, sampler_name="euler",
             scheduler="karras", positive=self.positive, negative=self.negative,
             latent_image=latent or self.latent, denoise=1.0, pair=pair, **{**REFLECTION, **reflection},
         )  # fmt: skip
@@ -163,12 +163,52 @@ def test_apg_momentum_is_refused_inside_the_window(sd15, monkeypatch):
 
 
 # --- 3. step caches --------------------------------------------------------------------------------
+CACHE_STEPS = 6
+
+
+def first_layer(network):
+    return network.x_embedder if hasattr(network, "x_embedder") else network.input_blocks[0][0]
+
+
+def network_runs(model, runs):
+    """Records the role of every pass that really runs the network (a cache's skip does not)."""
+    network = model.model.diffusion_model
+    role = []
+
+    def called(module, args, kwargs):
+        role[:] = [kwargs["transformer_options"].get("w2sd_role", "main")]
+
+    def ran(module, args):
+        runs.append(role[0])
+
+    return [
+        network.register_forward_pre_hook(called, with_kwargs=True),
+        first_layer(network).register_forward_pre_hook(ran),
+    ]
+
+
 @pytest.mark.parametrize("node", ["EasyCache", "LazyCache"])
-def test_step_cache_is_refused_inside_the_window_and_stock_outside(sd3, node):
-    cached = sd3.patched(node, reuse_threshold=0.2, start_percent=0.0, end_percent=1.0, verbose=False)
-    with pytest.raises(ValueError, match=f"{node} cannot run inside a W2SD reflection window"):
-        sd3.w2sd(cached, sd3.cfg_gap())
-    assert torch.equal(sd3.w2sd(cached, sd3.cfg_gap(), reflect_steps=0), sd3.stock(cached))
+def test_step_cache_skips_regular_steps_only(sd15, node):
+    """Every strong and weak call runs the network (never served a cached output of the other side or
+    another sigma), the cache still skips regular steps, a CFG gap still reflects (differs from a null
+    pair), and with reflections off it is stock-with-the-cache bit for bit."""
+    cached = sd15.patched(node, reuse_threshold=2.0, start_percent=0.0, end_percent=1.0, verbose=False)
+    runs = []
+    hooks = network_runs(cached, runs)
+    try:
+        gap = sd15.w2sd(cached, sd15.cfg_gap(), steps=CACHE_STEPS)
+    finally:
+        for hook in hooks:
+            hook.remove()
+    reflected = CACHE_STEPS - 1
+    assert (runs.count("strong"), runs.count("weak")) == (reflected, reflected), runs
+    assert runs.count("main") < CACHE_STEPS, f"{node} skipped no regular step: the test shows nothing"
+    assert torch.isfinite(gap).all()
+    assert not torch.equal(gap, sd15.w2sd(cached, sd15.cfg_gap(5.5, 5.5), steps=CACHE_STEPS))
+    assert torch.equal(
+        sd15.w2sd(cached, sd15.cfg_gap(), steps=CACHE_STEPS, reflect_steps=0),
+        sd15.stock(cached, steps=CACHE_STEPS),
+    )
 
 
 def test_flux_kv_cache_is_refused(sd15):
