@@ -30,9 +30,10 @@ from ..w2sd_core import (
     planned_nfe,
     sample_with_reflection,
 )
-from . import compat, patch_checks
+from . import compat
 from .lora_scales import role_scales
 from .pair import ROLES, Side, W2SDPair
+from .patch_checks import all_model_options, check_reflection_patches, check_side_sampling, without_caches
 
 log = logging.getLogger(__name__)
 
@@ -218,11 +219,11 @@ class W2SDGuider(comfy.samplers.CFGGuider):
     def outer_predict_noise(
         self, x: torch.Tensor, timestep: torch.Tensor, model_options: dict | None = None, seed: Any = None
     ) -> torch.Tensor:
-        """CFGGuider's, with the step caches left out of a reflection's calls (patch_checks.without_caches)."""
+        """CFGGuider's, with the step caches left out of a reflection's calls (without_caches)."""
         model_options = {} if model_options is None else model_options
         own_options = self.model_options
         if model_options.get("transformer_options", {}).get(ROLE_KEY) in ROLES:
-            own_options, model_options = map(patch_checks.without_caches, (own_options, model_options))
+            own_options, model_options = map(without_caches, (own_options, model_options))
         wrappers = comfy.patcher_extension.get_all_wrappers(
             comfy.patcher_extension.WrappersMP.PREDICT_NOISE, own_options, is_model_options=True
         )
@@ -290,9 +291,6 @@ class W2SDGuider(comfy.samplers.CFGGuider):
                 f"W2SD needs a k-diffusion style SAMPLER (KSamplerSelect, the SDE sampler nodes, ...); got {type(sampler).__name__}."
             )
         reflected = reflected_steps(self.settings.window, sigmas)
-        if any(reflected):
-            patch_checks.check_side_sampling(self.main_model, self.pair)
-            patch_checks.check_reflection_patches(patch_checks.side_options(self.pair, self.model_options))
         check_inversion_fits(self.settings.inversion, self.inner_model.model_sampling)
         if self.settings.reuse_strong and (why := self.strong_differs_from_main()):
             raise ValueError(
@@ -300,6 +298,9 @@ class W2SDGuider(comfy.samplers.CFGGuider):
                 f"sampler's own model, conditioning and cfg; here {why}. Turn reuse_strong off for this pair (it suits a "
                 "weak checkpoint, a weak prompt or a lower weak cfg against the sampler's own settings)."
             )
+        if any(reflected):
+            check_side_sampling(self.main_model, self.pair)
+            check_reflection_patches(all_model_options(self.pair, self.model_options))
         self.side_options = {
             role: self._side_model_options(self.pair.side(role).model, role, sigmas)
             for role in ROLES
@@ -374,7 +375,7 @@ class W2SDGuider(comfy.samplers.CFGGuider):
         )
         to["sample_sigmas"] = sigmas
         to[ROLE_KEY] = role
-        return patch_checks.without_caches(options)
+        return without_caches(options)
 
 
 # torch's words for tensors whose shapes do not fit a layer: inputs made for another model family.

@@ -92,7 +92,7 @@ def check_reflection_patches(options: Iterable[dict]) -> None:
             )
 
 
-def side_options(pair: W2SDPair, main_options: dict) -> list[dict]:
+def all_model_options(pair: W2SDPair, main_options: dict) -> list[dict]:
     """The main model_options and those of every side model of its own."""
     return [main_options] + [
         pair.side(role).model.model_options for role in ROLES if pair.side(role).model is not None
