@@ -155,8 +155,8 @@ def test_apg_momentum_is_refused_inside_the_window(sd15, monkeypatch):
     stock = sd15.stock(apg)
     assert torch.equal(sd15.w2sd(apg, sd15.cfg_gap(), reflect_steps=0), stock)
 
-    checks = next(m for name, m in sys.modules.items() if name.endswith("nodes.patch_checks"))
-    monkeypatch.setattr(checks, "check_reflection_patches", lambda options: None)
+    guider = next(m for name, m in sys.modules.items() if name.endswith("nodes.guider"))
+    monkeypatch.setattr(guider, "check_reflection_patches", lambda options: None)
     unchecked = sd15.w2sd(apg, sd15.cfg_gap(5.5, 5.5), inversion="warm_start", inversion_iters=10)
     error = ((unchecked - stock).abs().max() / stock.abs().max()).item()
     assert error > 1e-2, f"APG momentum survived the reflections ({error:.2e} from stock): the refusal may go"
