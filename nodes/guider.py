@@ -36,6 +36,7 @@ from . import compat
 from .input_checks import first_line
 from .lora_scales import role_scales
 from .pair import ROLES, Side, W2SDPair
+from .patch_checks import all_model_options, check_reflection_patches, check_side_sampling, without_caches
 
 log = logging.getLogger(__name__)
 
@@ -218,6 +219,21 @@ class W2SDGuider(comfy.samplers.CFGGuider):
         return None
 
     # --- model calls -----------------------------------------------------------------------------
+    def outer_predict_noise(
+        self, x: torch.Tensor, timestep: torch.Tensor, model_options: dict | None = None, seed: Any = None
+    ) -> torch.Tensor:
+        """CFGGuider's, with the step caches left out of a reflection's calls (without_caches)."""
+        model_options = {} if model_options is None else model_options
+        own_options = self.model_options
+        if model_options.get("transformer_options", {}).get(ROLE_KEY) in ROLES:
+            own_options, model_options = map(without_caches, (own_options, model_options))
+        wrappers = comfy.patcher_extension.get_all_wrappers(
+            comfy.patcher_extension.WrappersMP.PREDICT_NOISE, own_options, is_model_options=True
+        )
+        return comfy.patcher_extension.WrapperExecutor.new_class_executor(
+            self.predict_noise, self, wrappers
+        ).execute(x, timestep, model_options, seed)
+
     def predict_noise(
         self,
         x: torch.Tensor,
@@ -288,6 +304,9 @@ class W2SDGuider(comfy.samplers.CFGGuider):
                 f"sampler's own model, conditioning and cfg; here {why}. Turn reuse_strong off for this pair (it suits a "
                 "weak checkpoint, a weak prompt or a lower weak cfg against the sampler's own settings)."
             )
+        if any(reflected):
+            check_side_sampling(self.main_model, self.pair)
+            check_reflection_patches(all_model_options(self.pair, self.model_options))
         self.side_options = {
             role: self._side_model_options(self.pair.side(role).model, role, sigmas)
             for role in ROLES
@@ -363,7 +382,7 @@ class W2SDGuider(comfy.samplers.CFGGuider):
         )
         to["sample_sigmas"] = sigmas
         to[ROLE_KEY] = role
-        return options
+        return without_caches(options)
 
 
 # torch's words for tensors whose shapes do not fit a layer: inputs made for another model family.
