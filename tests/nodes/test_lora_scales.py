@@ -340,9 +340,16 @@ def test_unsupported_kinds(ls, base, lora_sd, kind, match):
         ls.make_lora_scale_model(base, sd, PAPER, name="x")
 
 
-@pytest.mark.parametrize("scales", [{"strong": 1.5}, {"main": 0.8, "middle": 1.0}, {"main": float("nan")}])
-def test_bad_scales(ls, base, lora_sd, scales):
-    with pytest.raises(ValueError, match="scales"):
+@pytest.mark.parametrize(
+    "scales,match",
+    [
+        ({"strong": 1.5}, "scales"),
+        ({"main": 0.8, "middle": 1.0}, "scales"),
+        ({"main": float("nan")}, "main_scale=nan is not a finite number"),  # the node's input name
+    ],
+)
+def test_bad_scales(ls, base, lora_sd, scales, match):
+    with pytest.raises(ValueError, match=match):
         ls.make_lora_scale_model(base, lora_sd, scales)
 
 
