@@ -62,7 +62,7 @@ MEASURED = {
     "inversion_iters": 1,
 }
 IMAGE_SIZE = (260, 290)
-LOAD_IMAGE_SIZE = (240, 200)
+LOAD_IMAGE_SIZE = (240, 330)  # frontend 1.47 makes room for the image's preview
 PROMPT_SIZE = (240, 120)
 PLOT_TITLE = "Reflection plot (flat zero = the pair does nothing)"
 
@@ -400,7 +400,7 @@ def controlnet_gap(g: Graph) -> None:
         "W2SDModelPair", 1, title="Weak: plain prompts, side cfg 0.5", weak_positive=pos.out("CONDITIONING"),
         weak_negative=neg.out("CONDITIONING"), strong_cfg=0.5, weak_cfg=0.5,
     )  # fmt: skip
-    lat = latent(g, 0, 512)
+    lat = latent(g, 2, 512)
     sampler = g.add(
         "W2SDKSampler", 2, model=ckpt.out("MODEL"), positive=apply.out("positive"),
         negative=apply.out("negative"), latent_image=lat.out("LATENT"), pair=pair.out("pair"),
