@@ -628,7 +628,9 @@ USER_MARGIN = 12
 # Below this zoom the frontend draws nodes as boxes without text: 1.25 below its setting
 # LiteGraph.Canvas.LowQualityRenderingZoomThreshold (0.6), 1.32 and 1.47 below LiteGraph.Canvas.MinFontSizeForLOD
 # (8 px) / LiteGraph.NODE_TEXT_SIZE (14 px) / sqrt(devicePixelRatio) = 0.571 on a plain screen. So the
-# layout is compact (small gaps, prompts, images and notes) to fit the window at 0.6 or more.
+# layout is compact (small gaps, prompts, images and notes) to fit the window at 0.6 or more. Frontend
+# 1.47 opens a template without its extra.ds, fitting the graph into 75% of the window instead: that is
+# readable only for graphs up to about 1680 x 1050 (all but the comparison workflow).
 READABLE_SCALE = 0.6
 
 GRAPH_BOUNDS = """() => {
