@@ -49,7 +49,8 @@ SEED = 42
 
 VIEW = {"width": 1600, "height": 1000}
 THUMB_WIDTH = 512
-COL_GAP, ROW_GAP, MARGIN = 60, 50, 40
+COL_GAP, ROW_GAP, MARGIN = 40, 20, 40
+WIDTH_ROOM = 30
 W2SD_COLOR = {"color": "#223322", "bgcolor": "#335533"}  # litegraph's "green": W2SD nodes stand out
 PAPER = {"mode": "W2SD", "window": "steps", "reflect_steps": -1, "inversion": "explicit"}
 MEASURED = {
@@ -60,7 +61,9 @@ MEASURED = {
     "inversion": "fixed_point",
     "inversion_iters": 1,
 }
-IMAGE_SIZE = (380, 420)
+IMAGE_SIZE = (260, 290)
+LOAD_IMAGE_SIZE = (240, 330)  # frontend 1.47 makes room for the image's preview
+PROMPT_SIZE = (240, 120)
 PLOT_TITLE = "Reflection plot (flat zero = the pair does nothing)"
 
 
@@ -124,7 +127,7 @@ class Graph:
                 set_widget(self.page, node_id, name, value)
         return Node(self, node_id, node_type)
 
-    def note(self, col: int, title: str, text: str, size: tuple[int, int] = (460, 400)) -> Node:
+    def note(self, col: int, title: str, text: str, size: tuple[int, int] = (320, 300)) -> Node:
         return self.resize(self.add("Note", col, title=title, text=text), size)
 
     def resize(self, node: Node, size: tuple[int, int]) -> Node:
@@ -134,22 +137,31 @@ class Graph:
         return node
 
     def layout(self) -> None:
-        """Columns left to right, nodes stacked top to bottom in the order they were added."""
+        """Columns left to right, nodes stacked top to bottom in the order they were added; each column
+        as wide as its widest node, with room for frontend 1.47, which grows a node to fit its title and
+        measures widgets a little wider than the frontend this builds in."""
         self.page.evaluate(
-            """([columns, colGap, rowGap, margin]) => {
+            """([columns, colGap, rowGap, margin, room]) => {
+              const ctx = app.canvas.canvas.getContext("2d");
+              const titleWidth = (node) => {
+                ctx.font = node.titleFontStyle ?? `${LiteGraph.NODE_TEXT_SIZE}px Arial`;
+                return ctx.measureText(node.title).width + 1.33 * LiteGraph.NODE_TITLE_HEIGHT + room;
+              };
               let x = margin;
               for (const ids of columns) {
                 const nodes = ids.map((id) => app.graph.getNodeById(id));
+                const width = Math.ceil(Math.max(...nodes.map((n) => Math.max(n.size[0], n.computeSize()[0] + room, titleWidth(n)))));
                 let y = margin;
                 for (const node of nodes) {
                   node.pos = [x, y];
+                  node.size = [width, node.size[1]];
                   y += node.size[1] + rowGap + LiteGraph.NODE_TITLE_HEIGHT;
                 }
-                x += Math.max(...nodes.map((n) => n.size[0])) + colGap;
+                x += width + colGap;
               }
               app.graph.setDirtyCanvas(true, true);
             }""",
-            [[self.columns[c] for c in sorted(self.columns)], COL_GAP, ROW_GAP, MARGIN],
+            [[self.columns[c] for c in sorted(self.columns)], COL_GAP, ROW_GAP, MARGIN, WIDTH_ROOM],
         )
 
 
@@ -180,14 +192,17 @@ def prompts(
     g: Graph, col: int, clip: Out, positive: str, negative: str | None, title: str = "Positive prompt"
 ) -> tuple[Node, Node]:
     """Positive and negative conditioning; negative None = the official code's empty, zeroed negative."""
-    pos = g.add("CLIPTextEncode", col, title=title, clip=clip, text=positive)
+    pos = g.resize(g.add("CLIPTextEncode", col, title=title, clip=clip, text=positive), PROMPT_SIZE)
     if negative is None:
         empty = g.add("CLIPTextEncode", col, title="Negative prompt (empty)", clip=clip, text="")
+        g.resize(empty, PROMPT_SIZE)
         neg = g.add(
             "ConditioningZeroOut", col, title="Zeroed negative", conditioning=empty.out("CONDITIONING")
         )
     else:
-        neg = g.add("CLIPTextEncode", col, title="Negative prompt", clip=clip, text=negative)
+        neg = g.resize(
+            g.add("CLIPTextEncode", col, title="Negative prompt", clip=clip, text=negative), PROMPT_SIZE
+        )
     return pos, neg
 
 
@@ -224,14 +239,14 @@ def lora_official_code(g: Graph) -> None:
         main_scale=0.8, strong_scale=1.5, weak_scale=-1.5,
     )  # fmt: skip
     gap = g.add("W2SDCFGGap", 1, pair=split.out("pair"), strong_cfg=5.5, weak_cfg=1.0)
-    pos, neg = prompts(g, 2, split.out("clip"), PROMPT_XL, None)
-    lat = latent(g, 2, 1024)
+    pos, neg = prompts(g, 1, split.out("clip"), PROMPT_XL, None)
+    lat = latent(g, 0, 1024)
     sampler = g.add(
-        "W2SDKSampler", 3, model=split.out("model"), positive=pos.out("CONDITIONING"),
+        "W2SDKSampler", 2, model=split.out("model"), positive=pos.out("CONDITIONING"),
         negative=neg.out("CONDITIONING"), latent_image=lat.out("LATENT"), pair=gap.out("pair"),
         **sampler_settings(50, 5.5, "ddim", "ddim_uniform", **PAPER),
     )  # fmt: skip
-    w2sd_outputs(g, 4, sampler, ckpt.out("VAE"), "W2SD/lora_official_code")
+    w2sd_outputs(g, 3, sampler, ckpt.out("VAE"), "W2SD/lora_official_code")
 
 
 def lora_paper_text(g: Graph) -> None:
@@ -259,14 +274,14 @@ def lora_paper_text(g: Graph) -> None:
         "W2SDModelPair", 1, title="Side cfg 1.0 / 1.0 (paper text)", pair=split.out("pair"),
         strong_cfg=1.0, weak_cfg=1.0,
     )  # fmt: skip
-    pos, neg = prompts(g, 2, split.out("clip"), PROMPT_XL, None)
-    lat = latent(g, 2, 1024)
+    pos, neg = prompts(g, 1, split.out("clip"), PROMPT_XL, None)
+    lat = latent(g, 0, 1024)
     sampler = g.add(
-        "W2SDKSampler", 3, model=split.out("model"), positive=pos.out("CONDITIONING"),
+        "W2SDKSampler", 2, model=split.out("model"), positive=pos.out("CONDITIONING"),
         negative=neg.out("CONDITIONING"), latent_image=lat.out("LATENT"), pair=pair.out("pair"),
         **sampler_settings(50, 5.5, "ddim", "ddim_uniform", **PAPER),
     )  # fmt: skip
-    w2sd_outputs(g, 4, sampler, ckpt.out("VAE"), "W2SD/lora_paper_text")
+    w2sd_outputs(g, 3, sampler, ckpt.out("VAE"), "W2SD/lora_paper_text")
 
 
 def finetune_vs_base(g: Graph) -> None:
@@ -285,19 +300,19 @@ def finetune_vs_base(g: Graph) -> None:
         ),
     )
     strong = g.add("CheckpointLoaderSimple", 0, title="Strong: fine-tune", ckpt_name=DREAMSHAPER)
-    weak = g.add("CheckpointLoaderSimple", 1, title="Weak: base model", ckpt_name=SD15)
-    pos, neg = prompts(g, 2, strong.out("CLIP"), PROMPT_15, NEGATIVE)
-    lat = latent(g, 2, 512)
+    weak = g.add("CheckpointLoaderSimple", 0, title="Weak: base model", ckpt_name=SD15)
+    pos, neg = prompts(g, 1, strong.out("CLIP"), PROMPT_15, NEGATIVE)
+    lat = latent(g, 1, 512)
     pair = g.add(
-        "W2SDModelPair", 3, strong_model=strong.out("MODEL"), weak_model=weak.out("MODEL"),
+        "W2SDModelPair", 1, strong_model=strong.out("MODEL"), weak_model=weak.out("MODEL"),
         strong_cfg=1.0, weak_cfg=1.0,
     )  # fmt: skip
     sampler = g.add(
-        "W2SDKSampler", 4, model=strong.out("MODEL"), positive=pos.out("CONDITIONING"),
+        "W2SDKSampler", 2, model=strong.out("MODEL"), positive=pos.out("CONDITIONING"),
         negative=neg.out("CONDITIONING"), latent_image=lat.out("LATENT"), pair=pair.out("pair"),
         **sampler_settings(50, 5.5, "ddim", "ddim_uniform", **PAPER),
     )  # fmt: skip
-    w2sd_outputs(g, 5, sampler, strong.out("VAE"), "W2SD/finetune_vs_base")
+    w2sd_outputs(g, 3, sampler, strong.out("VAE"), "W2SD/finetune_vs_base")
 
 
 def cfg_gap(g: Graph) -> None:
@@ -316,14 +331,14 @@ def cfg_gap(g: Graph) -> None:
     )
     ckpt = g.add("CheckpointLoaderSimple", 0, ckpt_name=SDXL)
     gap = g.add("W2SDCFGGap", 1, strong_cfg=5.5, weak_cfg=0.0)
-    pos, neg = prompts(g, 2, ckpt.out("CLIP"), PROMPT_XL, NEGATIVE)
-    lat = latent(g, 2, 1024)
+    pos, neg = prompts(g, 1, ckpt.out("CLIP"), PROMPT_XL, NEGATIVE)
+    lat = latent(g, 0, 1024)
     sampler = g.add(
-        "W2SDKSampler", 3, model=ckpt.out("MODEL"), positive=pos.out("CONDITIONING"),
+        "W2SDKSampler", 2, model=ckpt.out("MODEL"), positive=pos.out("CONDITIONING"),
         negative=neg.out("CONDITIONING"), latent_image=lat.out("LATENT"), pair=gap.out("pair"),
         **sampler_settings(50, 5.5, "ddim", "ddim_uniform", **PAPER),
     )  # fmt: skip
-    w2sd_outputs(g, 4, sampler, ckpt.out("VAE"), "W2SD/cfg_gap")
+    w2sd_outputs(g, 3, sampler, ckpt.out("VAE"), "W2SD/cfg_gap")
 
 
 def refined_vs_raw_prompt(g: Graph) -> None:
@@ -342,14 +357,15 @@ def refined_vs_raw_prompt(g: Graph) -> None:
     ckpt = g.add("CheckpointLoaderSimple", 0, ckpt_name=SD15)
     pos, neg = prompts(g, 1, ckpt.out("CLIP"), REFINED_PROMPT, NEGATIVE, title="Strong: refined prompt")
     raw = g.add("CLIPTextEncode", 1, title="Weak: raw prompt", clip=ckpt.out("CLIP"), text=RAW_PROMPT)
-    lat = latent(g, 1, 512)
-    pair = g.add("W2SDModelPair", 2, weak_positive=raw.out("CONDITIONING"))
+    g.resize(raw, PROMPT_SIZE)
+    lat = latent(g, 0, 512)
+    pair = g.add("W2SDModelPair", 1, weak_positive=raw.out("CONDITIONING"))
     sampler = g.add(
-        "W2SDKSampler", 3, model=ckpt.out("MODEL"), positive=pos.out("CONDITIONING"),
+        "W2SDKSampler", 2, model=ckpt.out("MODEL"), positive=pos.out("CONDITIONING"),
         negative=neg.out("CONDITIONING"), latent_image=lat.out("LATENT"), pair=pair.out("pair"),
         **sampler_settings(50, 5.5, "ddim", "ddim_uniform", **PAPER),
     )  # fmt: skip
-    w2sd_outputs(g, 4, sampler, ckpt.out("VAE"), "W2SD/refined_vs_raw_prompt")
+    w2sd_outputs(g, 3, sampler, ckpt.out("VAE"), "W2SD/refined_vs_raw_prompt")
 
 
 def controlnet_gap(g: Graph) -> None:
@@ -366,30 +382,31 @@ def controlnet_gap(g: Graph) -> None:
             "Any model patch or conditioning (IP-Adapter, a style LoRA, ...) can stand on the strong side the "
             "same way."
         ),
+        size=(320, 240),
     )
     ckpt = g.add("CheckpointLoaderSimple", 0, ckpt_name=SD15)
-    image = g.add("LoadImage", 0, image="example.png")
+    image = g.resize(g.add("LoadImage", 0, image="example.png"), LOAD_IMAGE_SIZE)
     canny = g.add("Canny", 0, image=image.out("IMAGE"), low_threshold=0.4, high_threshold=0.8)
     cnet = g.add("ControlNetLoader", 1, control_net_name=CANNY_CONTROLNET)
     pos, neg = prompts(
         g, 1, ckpt.out("CLIP"), "a modern glass house on a cliff above the sea, sunset", NEGATIVE
     )
     apply = g.add(
-        "ControlNetApplyAdvanced", 2, title="Strong: with ControlNet", positive=pos.out("CONDITIONING"),
+        "ControlNetApplyAdvanced", 1, title="Strong: with ControlNet", positive=pos.out("CONDITIONING"),
         negative=neg.out("CONDITIONING"), control_net=cnet.out("CONTROL_NET"), image=canny.out("IMAGE"),
         strength=1.0, start_percent=0.0, end_percent=1.0,
     )  # fmt: skip
     pair = g.add(
-        "W2SDModelPair", 2, title="Weak: plain prompts, side cfg 0.5", weak_positive=pos.out("CONDITIONING"),
+        "W2SDModelPair", 1, title="Weak: plain prompts, side cfg 0.5", weak_positive=pos.out("CONDITIONING"),
         weak_negative=neg.out("CONDITIONING"), strong_cfg=0.5, weak_cfg=0.5,
     )  # fmt: skip
     lat = latent(g, 2, 512)
     sampler = g.add(
-        "W2SDKSampler", 3, model=ckpt.out("MODEL"), positive=apply.out("positive"),
+        "W2SDKSampler", 2, model=ckpt.out("MODEL"), positive=apply.out("positive"),
         negative=apply.out("negative"), latent_image=lat.out("LATENT"), pair=pair.out("pair"),
         **sampler_settings(50, 5.5, "ddim", "ddim_uniform", **PAPER),
     )  # fmt: skip
-    w2sd_outputs(g, 4, sampler, ckpt.out("VAE"), "W2SD/controlnet_gap")
+    w2sd_outputs(g, 3, sampler, ckpt.out("VAE"), "W2SD/controlnet_gap")
 
 
 def cumulative(g: Graph) -> None:
@@ -412,14 +429,14 @@ def cumulative(g: Graph) -> None:
         main_scale=0.8, strong_scale=0.8, weak_scale=-1.5,
     )  # fmt: skip
     gap = g.add("W2SDCFGGap", 1, pair=split.out("pair"), strong_cfg=5.5, weak_cfg=0.0)
-    pos, neg = prompts(g, 2, split.out("clip"), PROMPT_15, NEGATIVE)
-    lat = latent(g, 2, 512)
+    pos, neg = prompts(g, 1, split.out("clip"), PROMPT_15, NEGATIVE)
+    lat = latent(g, 0, 512)
     sampler = g.add(
-        "W2SDKSampler", 3, model=split.out("model"), positive=pos.out("CONDITIONING"),
+        "W2SDKSampler", 2, model=split.out("model"), positive=pos.out("CONDITIONING"),
         negative=neg.out("CONDITIONING"), latent_image=lat.out("LATENT"), pair=gap.out("pair"),
         **sampler_settings(50, 5.5, "ddim", "ddim_uniform", **PAPER),
     )  # fmt: skip
-    w2sd_outputs(g, 4, sampler, ckpt.out("VAE"), "W2SD/cumulative")
+    w2sd_outputs(g, 3, sampler, ckpt.out("VAE"), "W2SD/cumulative")
 
 
 def flow_model(g: Graph) -> None:
@@ -440,15 +457,15 @@ def flow_model(g: Graph) -> None:
     shift = g.add("ModelSamplingSD3", 1, model=ckpt.out("MODEL"), shift=3.0)
     gap = g.add("W2SDCFGGap", 1, strong_cfg=4.5, weak_cfg=0.0)
     pos, neg = prompts(
-        g, 2, ckpt.out("CLIP"), "a glass sphere on a mossy stone in a misty forest, macro photo", NEGATIVE
+        g, 1, ckpt.out("CLIP"), "a glass sphere on a mossy stone in a misty forest, macro photo", NEGATIVE
     )
-    lat = latent(g, 2, 1024, "EmptySD3LatentImage")
+    lat = latent(g, 0, 1024, "EmptySD3LatentImage")
     sampler = g.add(
-        "W2SDKSampler", 3, model=shift.out("MODEL"), positive=pos.out("CONDITIONING"),
+        "W2SDKSampler", 2, model=shift.out("MODEL"), positive=pos.out("CONDITIONING"),
         negative=neg.out("CONDITIONING"), latent_image=lat.out("LATENT"), pair=gap.out("pair"),
         **sampler_settings(28, 4.5, "dpmpp_2m", "sgm_uniform", **MEASURED),
     )  # fmt: skip
-    w2sd_outputs(g, 4, sampler, ckpt.out("VAE"), "W2SD/flow_model_sd3")
+    w2sd_outputs(g, 3, sampler, ckpt.out("VAE"), "W2SD/flow_model_sd3")
 
 
 def sampler_custom_advanced(g: Graph) -> None:
@@ -467,20 +484,20 @@ def sampler_custom_advanced(g: Graph) -> None:
     )
     ckpt = g.add("CheckpointLoaderSimple", 0, ckpt_name=SD15)
     pos, neg = prompts(g, 1, ckpt.out("CLIP"), PROMPT_15, NEGATIVE)
-    lat = latent(g, 1, 512)
-    gap = g.add("W2SDCFGGap", 2, strong_cfg=5.5, weak_cfg=0.0)
+    lat = latent(g, 0, 512)
+    gap = g.add("W2SDCFGGap", 0, strong_cfg=5.5, weak_cfg=0.0)
     guider = g.add(
-        "W2SDGuider", 2, model=ckpt.out("MODEL"), positive=pos.out("CONDITIONING"),
+        "W2SDGuider", 1, model=ckpt.out("MODEL"), positive=pos.out("CONDITIONING"),
         negative=neg.out("CONDITIONING"), pair=gap.out("pair"), cfg=5.5, **MEASURED,
     )  # fmt: skip
-    noise = g.add("RandomNoise", 3, noise_seed=SEED, control_after_generate="fixed")
-    select = g.add("KSamplerSelect", 3, sampler_name="dpmpp_2m_sde")
-    sigmas = g.add("BasicScheduler", 3, model=ckpt.out("MODEL"), scheduler="karras", steps=30, denoise=1.0)
+    noise = g.add("RandomNoise", 2, noise_seed=SEED, control_after_generate="fixed")
+    select = g.add("KSamplerSelect", 2, sampler_name="dpmpp_2m_sde")
+    sigmas = g.add("BasicScheduler", 2, model=ckpt.out("MODEL"), scheduler="karras", steps=30, denoise=1.0)
     sampler = g.add(
-        "SamplerCustomAdvanced", 4, noise=noise.out("NOISE"), guider=guider.out("GUIDER"),
+        "SamplerCustomAdvanced", 2, noise=noise.out("NOISE"), guider=guider.out("GUIDER"),
         sampler=select.out("SAMPLER"), sigmas=sigmas.out("SIGMAS"), latent_image=lat.out("LATENT"),
     )  # fmt: skip
-    decode_and_save(g, 5, sampler.out("output"), ckpt.out("VAE"), "W2SD/sampler_custom_advanced")
+    decode_and_save(g, 3, sampler.out("output"), ckpt.out("VAE"), "W2SD/sampler_custom_advanced")
 
 
 def comparison(g: Graph) -> None:
@@ -502,11 +519,11 @@ def comparison(g: Graph) -> None:
             "Try your own pair (LoRA split, fine-tune vs base) in place of the CFG gap.\n"
             "Filenames: W2SD_compare/1_stock ... 4_w2sd."
         ),
-        size=(460, 440),
+        size=(320, 260),
     )
     ckpt = g.add("CheckpointLoaderSimple", 0, ckpt_name=SDXL)
-    pos, neg = prompts(g, 1, ckpt.out("CLIP"), PROMPT_XL, NEGATIVE)
-    lat = latent(g, 1, 1024)
+    pos, neg = prompts(g, 0, ckpt.out("CLIP"), PROMPT_XL, NEGATIVE)
+    lat = latent(g, 0, 1024)
     common = {
         "model": ckpt.out("MODEL"), "positive": pos.out("CONDITIONING"),
         "negative": neg.out("CONDITIONING"), "latent_image": lat.out("LATENT"),
@@ -522,25 +539,25 @@ def comparison(g: Graph) -> None:
             nfe,
         ),
     ):
-        k = g.add("KSampler", 2, title=title, **common, **sampler_settings(n, cfg, "euler", "normal"))
+        k = g.add("KSampler", 1, title=title, **common, **sampler_settings(n, cfg, "euler", "normal"))
         runs.append((title, prefix, k))
     gap = g.add("W2SDCFGGap", 2, strong_cfg=5.5, weak_cfg=0.0)
     w2sd_title = f"4. W2SD: CFG gap 5.5 / 0, {steps} steps, {reflected} reflected"
     w2sd = g.add(
-        "W2SDKSampler", 3, title=w2sd_title, pair=gap.out("pair"), **common,
+        "W2SDKSampler", 2, title=w2sd_title, pair=gap.out("pair"), **common,
         **sampler_settings(steps, 5.5, "euler", "normal", **MEASURED),
     )  # fmt: skip
     runs.append((w2sd_title, "4_w2sd", w2sd))
     for i, (title, prefix, k) in enumerate(runs):
-        decode = g.add("VAEDecode", 4, samples=k.out("LATENT"), vae=ckpt.out("VAE"))
+        decode = g.add("VAEDecode", 3 + i // 2, samples=k.out("LATENT"), vae=ckpt.out("VAE"))
         save = g.add(
             "SaveImage",
-            5 + i // 2,
+            3 + i // 2,
             title=title,
             images=decode.out("IMAGE"),
             filename_prefix=f"W2SD_compare/{prefix}",
         )
-        g.resize(save, IMAGE_SIZE)
+        g.resize(save, (IMAGE_SIZE[0], 200))
 
 
 WORKFLOWS: dict[str, Callable[[Graph], None]] = {
@@ -608,6 +625,13 @@ CAPTION_HEIGHT = 80
 # small one; tests/browser/test_workflows_browser.py checks it in Chromium on each tested frontend.
 USER_AREA = {"left": 60, "top": 80, "right": 1239, "bottom": 713}
 USER_MARGIN = 12
+# Below this zoom the frontend draws nodes as boxes without text: 1.25 below its setting
+# LiteGraph.Canvas.LowQualityRenderingZoomThreshold (0.6), 1.32 and 1.47 below LiteGraph.Canvas.MinFontSizeForLOD
+# (8 px) / LiteGraph.NODE_TEXT_SIZE (14 px) / sqrt(devicePixelRatio) = 0.571 on a plain screen. So the
+# layout is compact (small gaps, prompts, images and notes) to fit the window at 0.6 or more. Frontend
+# 1.47 opens a template without its extra.ds, fitting the graph into 75% of the window instead: that is
+# readable only for graphs up to about 1680 x 1050 (all but the comparison workflow).
+READABLE_SCALE = 0.6
 
 GRAPH_BOUNDS = """() => {
   const boxes = app.graph._nodes.map((n) => n.getBounding());
@@ -622,6 +646,10 @@ def user_view(bounds: list[float]) -> dict[str, Any]:
     left, top = USER_AREA["left"] + USER_MARGIN, USER_AREA["top"] + USER_MARGIN
     width, height = USER_AREA["right"] - USER_MARGIN - left, USER_AREA["bottom"] - USER_MARGIN - top
     scale = min(1.0, width / (x1 - x0), height / (y1 - y0))
+    if scale < READABLE_SCALE:
+        raise ValueError(
+            f"the graph fits the window at zoom {scale:.3f}, too small to draw text: make it smaller"
+        )
     return {"scale": round(scale, 4), "offset": [round(left / scale - x0, 2), round(top / scale - y0, 2)]}
 
 

@@ -1,6 +1,8 @@
 """Every shipped example workflow (workflows/*.json) loads in the real frontend as a user opens it: every
 node type is known, no missing-nodes dialog, every link intact, widgets as saved, and
-`app.graphToPrompt()` yields a prompt for every executable node; it opens with the whole graph in view.
+`app.graphToPrompt()` yields a prompt for every executable node; it opens with the whole graph in view,
+zoomed in far enough that the frontend draws the nodes' text, not just boxes (both when dropped on the
+window and when opened from the template browser).
 
 The workflows name the model files users have (sd_xl_base_1.0.safetensors, ...). A user with those files
 is a server whose models folder holds them (the tiny fixtures under those names: the frontend checks only
@@ -15,8 +17,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from browser.comfy_page import open_app
-from comfy_server import comfyui_dir
+from browser.comfy_page import drawn_texts, open_app
+from comfy_server import PACK_LINK_NAME, comfyui_dir
 from fixtures.checkpoints import SD15_MINI, SD15_MINI_CONTROLNET, SD15_MINI_LORA, ensure_built
 from PIL import Image
 
@@ -123,6 +125,8 @@ def new_page(server, chromium_browser):  # type: ignore[no-untyped-def]
     errors: list[str] = []
     pg.on("pageerror", lambda e: errors.append(f"{e}\n{e.stack}"))
     open_app(pg, server.url + "/", ("W2SDKSampler", "W2SDGuider"))
+    # Frontend 1.47 fades out a mask over the whole window after start-up; FREE_AREA would find it there.
+    pg.wait_for_selector(".p-blockui-mask", state="detached", timeout=10_000)
     pg.w2sd_errors = errors
     return pg
 
@@ -244,34 +248,97 @@ FREE_AREA = """async () => {
   return { left, top, right, bottom };
 }"""
 
-GRAPH_ON_SCREEN = """async (wf) => {
+OPEN_FILE = """async (wf) => {
   await app.loadGraphData(wf);
   await new Promise((r) => requestAnimationFrame(() => requestAnimationFrame(r)));
+}"""
+
+# What the template browser does with a pack's template (frontends 1.32 and 1.47; 1.25 has no openSource
+# and restores the stored view): fetch it from the server and load it as a template, which 1.47 fits to
+# the window instead of restoring extra.ds.
+OPEN_TEMPLATE = """async (name) => {
+  const wf = await (await fetch(`api/workflow_templates/${name}`)).json();
+  await app.loadGraphData(wf, true, true, name, { openSource: "template" });
+  await new Promise((r) => requestAnimationFrame(() => requestAnimationFrame(r)));
+}"""
+
+ON_SCREEN = """() => {
   const r = app.canvas.canvas.getBoundingClientRect();
   const { offset, scale } = app.canvas.ds;
-  const boxes = [...app.graph._nodes.map((n) => n.getBounding()),
-    ...(app.graph._groups ?? []).map((g) => [g.pos[0], g.pos[1], g.size[0], g.size[1]])];
   const x = (gx) => r.left + (gx + offset[0]) * scale, y = (gy) => r.top + (gy + offset[1]) * scale;
-  return { ds: { offset: [...offset], scale }, box: {
-    left: x(Math.min(...boxes.map((b) => b[0]))), top: y(Math.min(...boxes.map((b) => b[1]))),
-    right: x(Math.max(...boxes.map((b) => b[0] + b[2]))), bottom: y(Math.max(...boxes.map((b) => b[1] + b[3]))),
-  } };
+  const nodes = app.graph._nodes;
+  const boxes = [...nodes.map((n) => n.getBounding()),
+    ...(app.graph._groups ?? []).map((g) => [g.pos[0], g.pos[1], g.size[0], g.size[1]])];
+  const screen = ([bx, by, bw, bh]) => ({ left: x(bx), top: y(by), right: x(bx + bw), bottom: y(by + bh) });
+  const overlaps = [];
+  for (const a of nodes) for (const b of nodes) {
+    const [p, q] = [a.getBounding(), b.getBounding()];
+    if (a.id < b.id && p[0] < q[0] + q[2] && q[0] < p[0] + p[2] && p[1] < q[1] + q[3] && q[1] < p[1] + p[3]) overlaps.push(`${a.title} / ${b.title}`);
+  }
+  return { ds: { offset: [...offset], scale }, overlaps,
+    // 1.25: scale < a threshold setting (0.6); 1.32, 1.47: scale < MinFontSizeForLOD / NODE_TEXT_SIZE
+    lowQuality: app.canvas.low_quality,
+    threshold: app.canvas.low_quality_zoom_threshold ?? app.canvas._lowQualityZoomThreshold,
+    box: { left: x(Math.min(...boxes.map((b) => b[0]))), top: y(Math.min(...boxes.map((b) => b[1]))),
+      right: x(Math.max(...boxes.map((b) => b[0] + b[2]))), bottom: y(Math.max(...boxes.map((b) => b[1] + b[3]))) },
+    w2sd: nodes.filter((n) => n.type.startsWith("W2SD")).map((n) => ({
+      title: n.title, widget: n.widgets[0].label || n.widgets[0].name, box: screen(n.getBounding()) })),
+  };
 }"""
+
+# Its 18 nodes with long titles do not fit a 1280 x 800 window at a zoom that draws text; frontend 1.47
+# fits a template to the window (its stored view, which shows the W2SD nodes readably, is not used).
+TOO_BIG_TO_FIT_READABLY = {"W2SD_comparison_stock_matched_CFG_equal_NFE_SDXL"}
+
+
+def inside(box: dict[str, float], free: dict[str, float]) -> bool:
+    return (
+        free["left"] <= box["left"] and free["top"] <= box["top"]
+        and box["right"] <= free["right"] and box["bottom"] <= free["bottom"]
+    )  # fmt: skip
+
+
+def assert_readable(page: Any, shown: dict[str, Any], free: dict[str, float]) -> None:
+    """The frontend draws the nodes' text (not the low-quality boxes) and every W2SD node is in view, its
+    title and first widget drawn; no node grew over another when the frontend sized it."""
+    scale, threshold = shown["ds"]["scale"], shown["threshold"]
+    assert not shown["lowQuality"], f"zoom {scale:.3f} is below the frontend's text threshold {threshold:.3f}"
+    assert shown["overlaps"] == []
+    drawn = drawn_texts(page)
+    for node in shown["w2sd"]:
+        assert inside(node["box"], free), f"{node['title']} at {node['box']}, free canvas {free}"
+        # A title or widget label that does not fit is drawn shortened: "CFG-gap config (W2SD, Z-Sa...", "lora_n"
+        assert any(text.startswith(node["title"][:12]) for text in drawn), (node["title"], drawn)
+        assert any(text.startswith(node["widget"][:4]) for text in drawn), (node["widget"], drawn)
 
 
 @pytest.mark.parametrize("path", WORKFLOWS, ids=lambda p: p.stem)
 def test_workflow_opens_with_the_whole_graph_in_view(page, path: Path) -> None:  # type: ignore[no-untyped-def]
     """In a 1280 x 800 window, the stored view (extra.ds) shows every node, note included, clear of the
-    side bar and the top bar."""
+    side bar and the top bar, with the text drawn."""
     workflow = json.loads(path.read_text())
     free = page.evaluate(FREE_AREA)
-    shown = page.evaluate(GRAPH_ON_SCREEN, workflow)
+    page.evaluate(OPEN_FILE, workflow)
+    shown = page.evaluate(ON_SCREEN)
     page.keyboard.press("Escape")
     assert shown["ds"]["scale"] == pytest.approx(
         workflow["extra"]["ds"]["scale"]
     )  # the stored view, not a refit
     assert shown["ds"]["offset"] == pytest.approx(workflow["extra"]["ds"]["offset"])
-    box = shown["box"]
-    inside = free["left"] <= box["left"] and free["top"] <= box["top"]
-    inside = inside and box["right"] <= free["right"] and box["bottom"] <= free["bottom"]
-    assert inside, f"graph at {box}, free canvas {free}"
+    assert inside(shown["box"], free), f"graph at {shown['box']}, free canvas {free}"
+    assert_readable(page, shown, free)
+
+
+@pytest.mark.parametrize("path", WORKFLOWS, ids=lambda p: p.stem)
+def test_workflow_opens_readable_from_the_template_browser(page, path: Path) -> None:  # type: ignore[no-untyped-def]
+    workflow = json.loads(path.read_text())
+    free = page.evaluate(FREE_AREA)
+    page.evaluate(OPEN_TEMPLATE, f"{PACK_LINK_NAME}/{path.name}")
+    shown = page.evaluate(ON_SCREEN)
+    page.keyboard.press("Escape")
+    assert inside(shown["box"], free), f"graph at {shown['box']}, free canvas {free}"
+    refit = shown["ds"]["scale"] != pytest.approx(workflow["extra"]["ds"]["scale"])
+    if refit and path.stem in TOO_BIG_TO_FIT_READABLY:
+        assert shown["lowQuality"]  # if this fails, the exception is gone: drop it
+        pytest.xfail("the frontend fits the whole graph to the window, below its text threshold")
+    assert_readable(page, shown, free)
