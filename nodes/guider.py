@@ -304,6 +304,12 @@ class W2SDGuider(comfy.samplers.CFGGuider):
                 f"sampler's own model, conditioning and cfg; here {why}. Turn reuse_strong off for this pair (it suits a "
                 "weak checkpoint, a weak prompt or a lower weak cfg against the sampler's own settings)."
             )
+        if self.settings.reuse_strong and reads_its_own_unconditional(sampler.sampler_function):
+            raise ValueError(
+                f"reuse_strong=True does not work with the CFG++ sampler {sampler_name(sampler.sampler_function)}: it "
+                "reads the unconditional prediction of its own evaluation, which a reused strong evaluation does not "
+                "make. Turn reuse_strong off, or pick the sampler without _cfg_pp."
+            )
         if any(reflected):
             check_side_sampling(self.main_model, self.pair)
             check_reflection_patches(all_model_options(self.pair, self.model_options))
@@ -383,6 +389,16 @@ class W2SDGuider(comfy.samplers.CFGGuider):
         to["sample_sigmas"] = sigmas
         to[ROLE_KEY] = role
         return without_caches(options)
+
+
+def sampler_name(function: Any) -> str:
+    inner = getattr(function, "func", function)  # a functools.partial, e.g. gradient_estimation_cfg_pp
+    return getattr(inner, "__name__", type(function).__name__).removeprefix("sample_")
+
+
+def reads_its_own_unconditional(function: Any) -> bool:
+    """CFG++ samplers hook the cfg step to read each of their own evaluations' unconditional prediction."""
+    return "cfg_pp" in sampler_name(function) or getattr(function, "keywords", {}).get("cfg_pp") is True
 
 
 # torch's words for tensors whose shapes do not fit a layer: inputs made for another model family.

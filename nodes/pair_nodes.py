@@ -195,7 +195,10 @@ class W2SDLoraSplit:
             raise ValueError(f"lora_name={lora_name!r} is not in the loras folder.")
         lora = read_lora_file(path, lora_name)
         scales = {"main": main_scale, "strong": strong_scale, "weak": weak_scale}
-        split_model, _report = make_lora_scale_model(model, lora, scales, name=lora_name)
+        try:
+            split_model, _report = make_lora_scale_model(model, lora, scales, name=lora_name)
+        except ValueError as e:  # the file is read but is no LoRA this splitter can apply to this model
+            raise ValueError(f"lora_name: {e}") from None
         split_clip = lora_clip(clip, lora, main_scale) if clip is not None else None
         side = Side(model=split_model)
         return (

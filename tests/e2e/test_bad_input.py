@@ -235,6 +235,16 @@ CASES = [
         lambda: cfg_graph(stop_ratio=float("inf")),
         ["stop_ratio=inf", "finite"],
     ),
+    (  # found by the long fuzz run: a TypeError inside ComfyUI's dpmpp_2m_cfg_pp
+        "reuse_strong with a CFG++ sampler",
+        lambda: with_input(cfg_graph(reuse_strong=True), "3", sampler_name="dpmpp_2m_cfg_pp"),
+        ["reuse_strong", "dpmpp_2m_cfg_pp"],
+    ),
+    (
+        "guider: reuse_strong with a CFG++ sampler",
+        lambda: with_input(guider(reuse_strong=True), "11", sampler_name="gradient_estimation_cfg_pp"),
+        ["reuse_strong", "gradient_estimation"],
+    ),
     (
         "truncated LoRA file",
         lambda: lora_graph("fuzz_truncated.safetensors"),
