@@ -224,15 +224,15 @@ class W2SDGuider(comfy.samplers.CFGGuider):
     ) -> torch.Tensor:
         """CFGGuider's, with the step caches left out of a reflection's calls (without_caches)."""
         model_options = {} if model_options is None else model_options
+        if model_options.get("transformer_options", {}).get(ROLE_KEY) not in ROLES:
+            return super().outer_predict_noise(x, timestep, model_options, seed)
+        # CFGGuider reads its wrappers from self.model_options: hand it the cache-free copy for this call.
         own_options = self.model_options
-        if model_options.get("transformer_options", {}).get(ROLE_KEY) in ROLES:
-            own_options, model_options = map(without_caches, (own_options, model_options))
-        wrappers = comfy.patcher_extension.get_all_wrappers(
-            comfy.patcher_extension.WrappersMP.PREDICT_NOISE, own_options, is_model_options=True
-        )
-        return comfy.patcher_extension.WrapperExecutor.new_class_executor(
-            self.predict_noise, self, wrappers
-        ).execute(x, timestep, model_options, seed)
+        self.model_options = without_caches(own_options)
+        try:
+            return super().outer_predict_noise(x, timestep, without_caches(model_options), seed)
+        finally:
+            self.model_options = own_options
 
     def predict_noise(
         self,
@@ -293,6 +293,7 @@ class W2SDGuider(comfy.samplers.CFGGuider):
             raise ValueError(
                 f"W2SD needs a k-diffusion style SAMPLER (KSamplerSelect, the SDE sampler nodes, ...); got {type(sampler).__name__}."
             )
+        check_schedule_finite(sigmas)
         reflected = reflected_steps(self.settings.window, sigmas)
         model_sampling = self.inner_model.model_sampling
         check_inversion_fits(self.settings.inversion, model_sampling)
@@ -389,6 +390,16 @@ class W2SDGuider(comfy.samplers.CFGGuider):
         to["sample_sigmas"] = sigmas
         to[ROLE_KEY] = role
         return without_caches(options)
+
+
+def check_schedule_finite(sigmas: torch.Tensor) -> None:
+    """Refuse a schedule with NaN or inf sigmas (ComfyUI's kl_optimal gives NaN for one step): it samples NaN."""
+    if not bool(torch.isfinite(sigmas).all()):
+        raise ValueError(
+            f"The {len(sigmas) - 1}-step schedule has sigmas that are not finite numbers ({sigmas.tolist()}), so "
+            "sampling would give NaN. ComfyUI's kl_optimal scheduler divides by steps - 1 and gives NaN for one "
+            "step: use 2 or more steps (equal_budget halves them) or another scheduler."
+        )
 
 
 def sampler_name(function: Any) -> str:

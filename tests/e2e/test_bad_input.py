@@ -235,6 +235,16 @@ CASES = [
         lambda: cfg_graph(stop_ratio=float("inf")),
         ["stop_ratio=inf", "finite"],
     ),
+    (  # found by the long fuzz run: NaN sigmas from ComfyUI's kl_optimal at one step, then a NaN latent
+        "kl_optimal with one step",
+        lambda: with_input(cfg_graph(window="percent"), "3", steps=1, scheduler="kl_optimal"),
+        ["steps", "scheduler", "kl_optimal"],
+    ),
+    (
+        "equal budget down to one kl_optimal step",
+        lambda: with_input(cfg_graph(equal_budget=True), "3", steps=2, scheduler="kl_optimal"),
+        ["equal_budget", "kl_optimal"],
+    ),
     (  # found by the long fuzz run: a TypeError inside ComfyUI's dpmpp_2m_cfg_pp
         "reuse_strong with a CFG++ sampler",
         lambda: with_input(cfg_graph(reuse_strong=True), "3", sampler_name="dpmpp_2m_cfg_pp"),
