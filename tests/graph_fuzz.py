@@ -30,7 +30,6 @@ import itertools
 import json
 import math
 import pickle
-import time
 import urllib.error
 from collections import Counter
 from dataclasses import dataclass, field
@@ -459,7 +458,3 @@ def w2sd_info(server: ComfyServer) -> dict[str, Any]:
     if missing:
         raise RuntimeError(f"the server lists no {', '.join(missing)}")
     return {n: info[n] for n in W2SD_NODES}
-
-
-def wall(seconds: float) -> str:
-    return time.strftime("%H:%M:%S", time.gmtime(seconds))
