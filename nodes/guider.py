@@ -263,9 +263,10 @@ class W2SDGuider(comfy.samplers.CFGGuider):
         )
 
     # --- sampling --------------------------------------------------------------------------------
-    def sample(self, *args: Any, **kwargs: Any) -> torch.Tensor:
+    def sample(self, noise: Any, latent_image: Any, *args: Any, **kwargs: Any) -> torch.Tensor:
+        check_latent_dimensions(self.main_model, latent_image)
         try:
-            return super().sample(*args, **kwargs)
+            return super().sample(noise, latent_image, *args, **kwargs)
         except RuntimeError as e:
             if not is_shape_mismatch(e):
                 raise
@@ -390,6 +391,21 @@ class W2SDGuider(comfy.samplers.CFGGuider):
         to["sample_sigmas"] = sigmas
         to[ROLE_KEY] = role
         return without_caches(options)
+
+
+def check_latent_dimensions(model: Any, samples: Any, name: str = "latent_image") -> None:
+    """An image latent for an image model, a video latent for a video model (ComfyUI adds the time axis
+    of a 4-D latent for a model with 3-D latents, so that one is allowed too)."""
+    if getattr(samples, "is_nested", False):
+        return
+    dims = getattr(model.get_model_object("latent_format"), "latent_dimensions", 2)
+    allowed = {dims + 2} | ({4} if dims == 3 else set())
+    if samples.ndim not in allowed:
+        raise ValueError(
+            f"{name} has {samples.ndim - 2} dimensions after batch and channels ({tuple(samples.shape)}) but this "
+            f"model's latents have {dims}: it was made for another kind of model (e.g. a video latent for an "
+            "image model). Use this model's Empty Latent node or VAE."
+        )
 
 
 def check_schedule_finite(sigmas: torch.Tensor) -> None:

@@ -12,7 +12,7 @@ import latent_preview
 import torch
 
 from . import compat
-from .guider import W2SDGuider, reflected_steps
+from .guider import W2SDGuider, check_latent_dimensions, reflected_steps
 from .pair import PAIR_TYPE, W2SDPair
 from .plot import diagnostics_image
 from .reflection_inputs import (
@@ -29,6 +29,7 @@ def check_latent(model: Any, latent: dict, name: str = "latent_image") -> torch.
     samples = latent["samples"]
     if getattr(samples, "is_nested", False):
         return samples
+    check_latent_dimensions(model, samples, name)
     channels = model.get_model_object("latent_format").latent_channels
     if samples.shape[1] != channels and torch.count_nonzero(samples) > 0:
         raise ValueError(

@@ -54,9 +54,11 @@ LINKS = {
     "MODEL": [["4", 0], ["22", 0], ["26", 0]],
     "CLIP": [["4", 1], ["26", 1]],
     "CONDITIONING": [["6", 0], ["7", 0], ["24", 0], ["25", 0]],
-    "LATENT": [["5", 0], ["27", 0], ["28", 0]],
+    "LATENT": [["5", 0], ["27", 0], ["28", 0], ["30", 0], ["31", 0], ["32", 0]],
 }
-WRONG_FAMILY = {("MODEL", "26"), ("CLIP", "26"), ("CONDITIONING", "25"), ("LATENT", "27")}
+WRONG_FAMILY = {
+    ("MODEL", "26"), ("CLIP", "26"), ("CONDITIONING", "25"), ("LATENT", "27"), ("LATENT", "31"), ("LATENT", "32"),
+}  # fmt: skip
 
 HOSTILE_VALUES = [
     math.nan, math.inf, -math.inf, -1.0, -1e9, 1e9, 2**70, 0, "abc", "nan", "", "1e309", "-0",
@@ -67,7 +69,8 @@ HOSTILE_VALUES = [
 
 def fixed_nodes() -> dict[str, Any]:
     """The stock part: SD1.5 mini (4) + prompts (6, 7, refined 24), fine-tune (22), SD3 (26) + prompt
-    (25), latents: SD1.5 (5), SD3 16-channel (27), SD1.5 with a noise mask (28)."""
+    (25), latents: SD1.5 (5), SD3 16-channel (27), SD1.5 with a noise mask (28), SD1.5 batch of two (30),
+    5-D video (31), 16-channel not empty (32)."""
     g = base_graph(SD15_MINI, seed=SEED, steps=3, size=32)
     del g["3"], g["8"], g["9"]
     g["22"] = {"class_type": "CheckpointLoaderSimple", "inputs": {"ckpt_name": SD15_MINI_FINETUNE}}
@@ -77,14 +80,25 @@ def fixed_nodes() -> dict[str, Any]:
     g["27"] = {"class_type": "EmptySD3LatentImage", "inputs": {"width": 32, "height": 32, "batch_size": 1}}
     g["29"] = {"class_type": "SolidMask", "inputs": {"value": 1.0, "width": 32, "height": 16}}
     g["28"] = {"class_type": "SetLatentNoiseMask", "inputs": {"samples": ["5", 0], "mask": ["29", 0]}}
+    # A batch of two (the prompts' conditioning has one), a 5-D video latent, a non-empty 16-channel one.
+    g["30"] = {"class_type": "EmptyLatentImage", "inputs": {"width": 32, "height": 32, "batch_size": 2}}
+    g["31"] = {
+        "class_type": "EmptyHunyuanLatentVideo",
+        "inputs": {"width": 32, "height": 32, "length": 1, "batch_size": 1},
+    }
+    g["33"] = {
+        "class_type": "EmptyImage",
+        "inputs": {"width": 32, "height": 32, "batch_size": 1, "color": 0x808080},
+    }
+    g["32"] = {"class_type": "VAEEncode", "inputs": {"pixels": ["33", 0], "vae": ["26", 2]}}
     return g
 
 
 def latent_shape(g: dict[str, Any], link: list[Any]) -> tuple[int, ...]:
     """The shape a sampler's output must have for the latent it was given (fixed nodes only)."""
     source = link[0]
-    while g[source]["class_type"] == "SetLatentNoiseMask":
-        source = g[source]["inputs"]["samples"][0]
+    while g[source]["class_type"] in ("SetLatentNoiseMask", "VAEEncode"):
+        source = g[source]["inputs"]["samples" if g[source]["class_type"] != "VAEEncode" else "pixels"][0]
     inputs = g[source]["inputs"]
     # Every model that can run here is SD1.5-family (4 channels). The SD3 latent is an empty one, which
     # ComfyUI (and the W2SD samplers with it) turns into the model's channels, as the stock KSampler does.
@@ -211,7 +225,9 @@ def fuzzed_prompts(draw: st.DrawFn, info: dict[str, Any]) -> Fuzzed:
     # One or two samplers; a second one shares the first one's pair.
     shared_pair = draw(st.sampled_from(links["W2SD_PAIR"]))
     for _ in range(draw(st.integers(1, 2))):
-        latent = draw(st.sampled_from([["5", 0], ["5", 0], ["28", 0], ["27", 0]]))
+        latent = draw(
+            st.sampled_from([["5", 0], ["5", 0], ["28", 0], ["30", 0], ["27", 0], ["31", 0], ["32", 0]])
+        )
         forced = {"pair": shared_pair, "latent_image": latent}
         if draw(st.booleans()):  # the last LoRA split's MODEL (or the checkpoint's), as users wire it
             forced["model"] = [link for link in links["MODEL"] if link[0] != "26"][-1]

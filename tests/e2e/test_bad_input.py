@@ -88,6 +88,16 @@ def reference_inversion_on_flow():
     return w2sd_graph(g, add_cfg_gap(g, 4.0, 1.0), window="steps", reflect_steps=-1, inversion="reference")
 
 
+def video_latent(graph):
+    """The graph's sampler fed an empty 5-D (Hunyuan video) latent instead of the image one."""
+    g = copy.deepcopy(graph)
+    g["5"] = {
+        "class_type": "EmptyHunyuanLatentVideo",
+        "inputs": {"width": 64, "height": 64, "length": 1, "batch_size": 1},
+    }
+    return g
+
+
 def split_with_plain_checkpoint_as_weak(build=None):
     """The splitter's MODEL into the sampler and a model pair whose weak side is the plain checkpoint."""
     g = base_graph(SD15_MINI, seed=SEED)
@@ -234,6 +244,16 @@ CASES = [
         "stop_ratio infinite",
         lambda: cfg_graph(stop_ratio=float("inf")),
         ["stop_ratio=inf", "finite"],
+    ),
+    (  # found by the fuzzer: a 5-D video latent into an image model (conv2d error inside torch)
+        "video latent into an SD1.5 sampler",
+        lambda: video_latent(cfg_graph()),
+        ["latent_image", "3 dimensions", "video latent"],
+    ),
+    (
+        "guider: video latent into SD1.5",
+        lambda: video_latent(guider()),
+        ["latent_image", "3 dimensions", "video latent"],
     ),
     (  # found by the long fuzz run: NaN sigmas from ComfyUI's kl_optimal at one step, then a NaN latent
         "kl_optimal with one step",
