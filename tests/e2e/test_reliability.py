@@ -6,11 +6,15 @@ from __future__ import annotations
 import asyncio
 import itertools
 import json
+import random
+import threading
+import urllib.error
 
 import aiohttp
 import numpy as np
 import psutil
 import pytest
+from comfy_server import ComfyError
 from fixtures.checkpoints import SD15_MINI, SD15_MINI_LORA
 from graphs import (
     PAIRS,
@@ -144,12 +148,6 @@ def test_two_clients_and_interrupts_at_random_moments(server):
     """Two clients queue interleaved W2SD and stock prompts while /interrupt arrives at random moments
     (seeded): every prompt ends, the queue empties, and every stock prompt that finished -- and one more
     afterwards -- gives its reference image bit for bit."""
-    import random
-    import threading
-    import urllib.error
-
-    from comfy_server import ComfyError
-
     stock = {s: base_graph(SD15_MINI, seed=s) for s in (201, 202)}
     references = {s: server.run(rerun(g)).image for s, g in stock.items()}
     w2sd = [slow_graph(kind, 300 + i) for i, kind in enumerate(["cfg", "lora", "checkpoints"] * 2)]
