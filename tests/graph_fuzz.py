@@ -39,12 +39,10 @@ from typing import Any
 import numpy as np
 from comfy_server import ComfyError, ComfyServer
 from fixtures.checkpoints import SD3_MINI, SD15_MINI, SD15_MINI_FINETUNE, SD15_MINI_LORA
-from graphs import base_graph
+from graphs import W2SD_NODE_IDS, base_graph
 from hypothesis import strategies as st
 
-W2SD_NODES = (
-    "W2SDModelPair", "W2SDLoraSplit", "W2SDCFGGap", "W2SDKSampler", "W2SDKSamplerAdvanced", "W2SDGuider",
-)  # fmt: skip
+W2SD_NODES = W2SD_NODE_IDS
 PAIR_NODES = ("W2SDModelPair", "W2SDLoraSplit", "W2SDCFGGap")
 SEED = 5
 PICKLE_MARKER = "w2sd_fuzz_pickle_ran"

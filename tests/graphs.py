@@ -11,6 +11,10 @@ from typing import Any
 
 from fixtures.checkpoints import SD15_MINI, SD15_MINI_CONTROLNET, SD15_MINI_FINETUNE, SD15_MINI_LORA
 
+# Every node id the pack ships (ids are part of saved workflows: never renamed).
+W2SD_NODE_IDS = (
+    "W2SDKSampler", "W2SDKSamplerAdvanced", "W2SDGuider", "W2SDModelPair", "W2SDLoraSplit", "W2SDCFGGap",
+)  # fmt: skip
 PROMPT = "a photo of a red fox in the snow"
 NEGATIVE = "blurry"
 REFINED_PROMPT = "a detailed photo of a red fox standing in fresh snow, sharp focus, natural light"

@@ -32,16 +32,10 @@ from browser.comfy_page import (
     widget_box,
     widgets,
 )
+from graphs import W2SD_NODE_IDS
 
 REPO = Path(__file__).resolve().parents[2]
-W2SD_NODES = (
-    "W2SDKSampler",
-    "W2SDKSamplerAdvanced",
-    "W2SDGuider",
-    "W2SDModelPair",
-    "W2SDLoraSplit",
-    "W2SDCFGGap",
-)
+W2SD_NODES = W2SD_NODE_IDS
 FRONTEND_ONLY = ("preset", "w2sd_cost")
 WIDGET_TYPES = {"INT", "FLOAT", "STRING", "BOOLEAN", "COMBO"}
 

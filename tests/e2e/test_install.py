@@ -22,16 +22,10 @@ from pathlib import Path
 import pytest
 import tomllib
 from comfy_server import ComfyServer, comfyui_dir
+from graphs import W2SD_NODE_IDS
 
 REPO = Path(__file__).resolve().parents[2]
-NODE_IDS = {
-    "W2SDKSampler",
-    "W2SDKSamplerAdvanced",
-    "W2SDGuider",
-    "W2SDModelPair",
-    "W2SDLoraSplit",
-    "W2SDCFGGap",
-}
+NODE_IDS = set(W2SD_NODE_IDS)
 CLONE_NAME = "comfyui-w2sd"
 BROKEN_NAME = "w2sd-broken"
 # comfy-cli without prompts, telemetry or its update check: it never touches the network here.
