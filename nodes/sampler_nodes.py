@@ -123,30 +123,20 @@ class W2SDKSampler:
         samples = check_latent(model, latent_image)
         samples = compat.fix_empty_latent(model, latent_image, samples)
         noise = comfy.sample.prepare_noise(samples, seed, latent_image.get("batch_index"))
-        sigmas = comfy.samplers.KSampler(
-            model,
-            steps=steps,
-            device=model.load_device,
-            sampler=sampler_name,
-            scheduler=scheduler,
-            denoise=denoise,
-            model_options=model.model_options,
-        ).sigmas
+        sigmas = schedule(model, steps, sampler_name, scheduler, denoise)
         guider = W2SDGuider(model, pair, settings)
-        guider.set_conds(positive, negative)
-        guider.set_cfg(cfg)
-        out_samples = run_guider(
+        return run_sampler(
             guider,
+            positive,
+            negative,
+            cfg,
             noise,
             samples,
-            comfy.samplers.sampler_object(sampler_name),
+            latent_image,
+            sampler_name,
             sigmas,
-            latent_image.get("noise_mask"),
             seed,
-        )
-        return (
-            compat.output_latent(latent_image, out_samples),
-            diagnostics_image(guider.diagnostics, f"W2SD {pair.describe()}", guider.stop_tracker),
+            title=f"W2SD {pair.describe()}",
         )
 
 
@@ -262,15 +252,7 @@ class W2SDKSamplerAdvanced:
             noise = torch.zeros(samples.size(), dtype=samples.dtype, layout=samples.layout, device="cpu")
         else:
             noise = comfy.sample.prepare_noise(samples, noise_seed, latent_image.get("batch_index"))
-        sigmas = comfy.samplers.KSampler(
-            model,
-            steps=steps,
-            device=model.load_device,
-            sampler=sampler_name,
-            scheduler=scheduler,
-            denoise=1.0,
-            model_options=model.model_options,
-        ).sigmas
+        sigmas = schedule(model, steps, sampler_name, scheduler, 1.0)
         # The window's errors (reflect_steps too large, a window that selects nothing) in whole-schedule terms.
         reflected_steps(settings.window, sigmas)
         full_steps = len(sigmas) - 1
@@ -285,41 +267,69 @@ class W2SDKSamplerAdvanced:
             # Stock returns the latent unchanged when the stage holds no step.
             out = compat.sampled_output(samples)
             return (compat.output_latent(latent_image, out), diagnostics_image(None, title))
-        sigmas = sigmas[start_at_step:]
         guider = W2SDGuider(
             model, pair, replace(settings, window=settings.window.stage(start_at_step, full_steps))
         )
-        guider.set_conds(positive, negative)
-        guider.set_cfg(cfg)
-        out_samples = run_guider(
+        return run_sampler(
             guider,
+            positive,
+            negative,
+            cfg,
             noise,
             samples,
-            comfy.samplers.sampler_object(sampler_name),
-            sigmas,
-            latent_image.get("noise_mask"),
+            latent_image,
+            sampler_name,
+            sigmas[start_at_step:],
             noise_seed,
-        )
-        return (
-            compat.output_latent(latent_image, out_samples),
-            diagnostics_image(guider.diagnostics, title, guider.stop_tracker, start_at_step),
+            title=title,
+            first_step=start_at_step,
         )
 
 
-def run_guider(guider: W2SDGuider, noise, samples, sampler, sigmas, noise_mask, seed):  # type: ignore[no-untyped-def]
-    callback = latent_preview.prepare_callback(guider.model_patcher, max(len(sigmas) - 1, 1))
-    disable_pbar = not comfy.utils.PROGRESS_BAR_ENABLED
+def schedule(model, steps, sampler_name, scheduler, denoise):  # type: ignore[no-untyped-def]
+    """The sigmas the stock KSampler would sample (comfy.samplers.KSampler, as common_ksampler makes it)."""
+    return comfy.samplers.KSampler(
+        model,
+        steps=steps,
+        device=model.load_device,
+        sampler=sampler_name,
+        scheduler=scheduler,
+        denoise=denoise,
+        model_options=model.model_options,
+    ).sigmas
+
+
+def run_sampler(
+    guider: W2SDGuider,
+    positive,
+    negative,
+    cfg,
+    noise,
+    samples,
+    latent_image,
+    sampler_name,
+    sigmas,
+    seed,
+    title,
+    first_step=0,
+):  # type: ignore[no-untyped-def]
+    """What both W2SD KSamplers do once the schedule is known: sample, and return (LATENT, plot)."""
+    guider.set_conds(positive, negative)
+    guider.set_cfg(cfg)
     out = guider.sample(
         noise,
         samples,
-        sampler,
+        comfy.samplers.sampler_object(sampler_name),
         sigmas,
-        denoise_mask=noise_mask,
-        callback=callback,
-        disable_pbar=disable_pbar,
+        denoise_mask=latent_image.get("noise_mask"),
+        callback=latent_preview.prepare_callback(guider.model_patcher, max(len(sigmas) - 1, 1)),
+        disable_pbar=not comfy.utils.PROGRESS_BAR_ENABLED,
         seed=seed,
     )
-    return compat.sampled_output(out)
+    return (
+        compat.output_latent(latent_image, compat.sampled_output(out)),
+        diagnostics_image(guider.diagnostics, title, guider.stop_tracker, first_step),
+    )
 
 
 class W2SDGuiderNode:
