@@ -22,13 +22,18 @@ Every figure carries a 95% bootstrap interval over the samples (each sample = it
     .venv/bin/python benchmarks/learned.py --pairs cfg --rows stock,w2sd,s2wd --samples 200
     .venv/bin/python benchmarks/learned.py --stand-in --quick    # plumbing only: random-weight SD3 mini
 
-Writes benchmarks/results/learned.md (unless --no-write) and docs/images/learned.png.
+    .venv/bin/python benchmarks/learned.py --redraw benchmarks/results/learned_rows/<run>.json  # no sampling
+
+Writes benchmarks/results/learned.md (unless --no-write), docs/images/learned.png and every row's judged
+samples to benchmarks/results/learned_rows/<run start>.json (setting, NFE, per-sample values: `--redraw`
+recomputes every figure and paired interval from them).
 """
 
 from __future__ import annotations
 
 import argparse
 import copy
+import json
 import os
 import platform
 import sys
@@ -364,10 +369,10 @@ class Judge:
         )
 
     def figures(
-        self, metrics: list[str], run: Run, rounds: int
+        self, metrics: list[str], run: Run, rounds: int, values: dict[str, np.ndarray] | None = None
     ) -> tuple[dict[str, Figure], dict[str, Callable[[np.ndarray], float]]]:
         """Each metric with its interval, and the statistic functions (for paired differences)."""
-        v = self.per_sample(run)
+        v = self.per_sample(run) if values is None else values
         stats = {m: self.stat(m, v, run.classes) for m in metrics}
         return {m: bootstrap(f, len(run.images), rounds) for m, f in stats.items()}, stats
 
@@ -409,6 +414,10 @@ class Result:
     stats: dict[str, Callable[[np.ndarray], float]] = field(default_factory=dict)
     delta: dict[str, Figure] = field(default_factory=dict)
     """Paired differences to the stock row of the same pair and sampler (same seeds)."""
+    setting: dict[str, Any] = field(default_factory=dict)
+    """What the row ran (node, sampler, steps, cfg, reflection inputs): `row_setting`."""
+    per_sample: dict[str, np.ndarray] = field(default_factory=dict)
+    """The judged values of every sample (ROW_VALUES), enough to recompute every figure: rows_json."""
 
 
 def start_session(stand_in: bool) -> Session:
@@ -455,10 +464,13 @@ def run_benchmark(
                 ]
             for row in plan:
                 run = sample_row(s, setup, row, n, sampler, steps, batch, SEED)
-                figs, stats = judge.figures([pair.metric, *QUALITY], run, rounds)
+                values = judge.per_sample(run)
+                figs, stats = judge.figures([pair.metric, *QUALITY], run, rounds, values)
                 result = Result(
                     pair.key, sampler, row.name, row.label, run.nfe, len(run.images), run.wall, figs,
                     run.images[:36], pair.metric, stats,
+                    setting=row_setting(row, setup, sampler, steps),
+                    per_sample={**{k: values[k] for k in ROW_VALUES if k in values}, "classes": run.classes},
                 )  # fmt: skip
                 stock = next(
                     (r for r in results if (r.pair, r.sampler, r.row) == (pair.key, sampler, "stock")), None
@@ -471,6 +483,92 @@ def run_benchmark(
                     f"{pair.key:12s} {sampler:20s} {row.name:16s} NFE {run.nfe:3d}  {pair.metric} "
                     f"{result.target.text()}  frechet {result.quality.text(2)}  ({run.wall:.1f} s, n={result.n})"
                 )
+    return results
+
+
+# ---------------------------------------------------------------------------------------------------
+# Rows as data: every judged sample, so tables and figures can be redrawn without sampling again
+# ---------------------------------------------------------------------------------------------------
+
+ROWS_DIR = ROOT / "benchmarks" / "results" / "learned_rows"
+ROWS_FORMAT = 1
+ROW_VALUES = ("pred", "nn_distance", "out_of_range", "digits")
+"""Per-sample values a row keeps (with `classes`): Judge.stat recomputes every metric from them. Digits are
+stored rounded to 1e-4 (Frechet distances recomputed from them agree with the table's two decimals)."""
+
+
+def row_setting(row: Row, setup: Setup, sampler: str, steps: int) -> dict[str, Any]:
+    """What a row ran, as the node inputs that differ between rows."""
+    sampler_name, scheduler = SAMPLERS[sampler]
+    out: dict[str, Any] = {"sampler_name": sampler_name, "scheduler": scheduler}
+    if row.reflection is None:
+        cfg = setup.cfg if row.cfg is None else row.cfg
+        out.update(node="KSampler", steps=row.steps(steps) if row.steps else steps, cfg=cfg)
+    else:
+        out.update(node="W2SDKSampler", steps=steps, cfg=setup.cfg, **row.reflection)
+    return out
+
+
+def rows_json(results: list[Result], meta: dict[str, Any]) -> dict[str, Any]:
+    """The run's rows with their per-sample values (see load_rows)."""
+
+    def values(r: Result) -> dict[str, Any]:
+        v = r.per_sample
+        return {
+            "classes": v["classes"].astype(int).tolist(),
+            "pred": v["pred"].astype(int).tolist(),
+            "nn_distance": np.round(v["nn_distance"].astype(float), 6).tolist(),
+            "out_of_range": np.round(v["out_of_range"].astype(float), 6).tolist(),
+            "digits": np.round(v["digits"].astype(float).reshape(len(v["digits"]), 64), 4).tolist(),
+        }
+
+    rows = [
+        {
+            "pair": r.pair,
+            "sampler": r.sampler,
+            "row": r.row,
+            "label": r.label,
+            "metric": r.metric,
+            "nfe": r.nfe,
+            "n": r.n,
+            "wall_s": round(r.wall, 1),
+            "setting": r.setting,
+            "figures": {m: [f.value, f.low, f.high] for m, f in r.figures.items()},
+            "vs_stock": {m: [f.value, f.low, f.high] for m, f in r.delta.items()},
+            "samples": values(r),
+        }  # fmt: skip
+        for r in results
+        if r.per_sample
+    ]
+    return {"format": ROWS_FORMAT, **meta, "rows": rows}
+
+
+def load_rows(path: Path, rounds: int = BOOTSTRAP) -> list[Result]:
+    """Results from a rows file, every figure and paired interval recomputed from the stored samples."""
+    import judges
+
+    data = json.loads(Path(path).read_text())
+    if data.get("format") != ROWS_FORMAT:
+        raise ValueError(f"{path}: format {data.get('format')!r}, this script reads {ROWS_FORMAT}")
+    judge = Judge(stand_in=False, minority=tuple(data["minority"]))
+    results: list[Result] = []
+    for row in data["rows"]:
+        v = {k: np.asarray(x) for k, x in row["samples"].items()}
+        v["digits"] = v["digits"].reshape(-1, 8, 8).astype(np.float32)
+        n = len(v["pred"])
+        stats = {m: judge.stat(m, v, v["classes"]) for m in (row["metric"], *QUALITY)}
+        result = Result(
+            row["pair"], row["sampler"], row["row"], row["label"], row["nfe"], n, row["wall_s"],
+            {m: bootstrap(f, n, rounds) for m, f in stats.items()}, judges.digit_to_image(v["digits"][:36]),
+            row["metric"], stats, setting=row["setting"], per_sample=v,
+        )  # fmt: skip
+        stock = next(
+            (r for r in results if (r.pair, r.sampler, r.row) == (result.pair, result.sampler, "stock")), None
+        )
+        if stock is not None and stock.n == n:
+            for m in (result.metric, "frechet"):
+                result.delta[m] = paired_difference(stats[m], stock.stats[m], n, rounds)
+        results.append(result)
     return results
 
 
@@ -746,7 +844,17 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument(
         "--figure", type=Path, default=FIGURE, help=f"sample grids (default {FIGURE.relative_to(ROOT)})"
     )
+    p.add_argument(
+        "--rows-json", type=Path, default=None,
+        help=f"every row's per-sample values (default {ROWS_DIR.relative_to(ROOT)}/<run start, UTC>.json)",
+    )  # fmt: skip
+    p.add_argument(
+        "--redraw", type=Path, nargs="+", default=None, metavar="ROWS_JSON",
+        help="sample nothing: print the tables of these rows files, every figure recomputed from their samples",
+    )  # fmt: skip
     args = p.parse_args(argv)
+    if args.redraw:
+        return redraw(args.redraw, args.bootstrap)
 
     import torch
 
@@ -776,6 +884,8 @@ def main(argv: list[str] | None = None) -> int:
     pairs = [x for x in all_pairs if x.key in keys]
     judge = Judge(args.stand_in, (0,) if args.stand_in else __import__("learned_models").MINORITY)
     start = time.perf_counter()
+    started = datetime.now(timezone.utc)
+    rows_path = args.rows_json or ROWS_DIR / f"{started:%Y-%m-%dT%H%MZ}.json"
     results: list[Result] = []
 
     def report(final: bool) -> str:
@@ -791,6 +901,14 @@ def main(argv: list[str] | None = None) -> int:
             args.results.parent.mkdir(parents=True, exist_ok=True)
             args.results.write_text(text)
             figure(pairs, results, samplers[0], args.figure)
+            run_meta = {
+                "run": f"{started:%Y-%m-%d %H:%M} UTC", "finished": final, "command": f"benchmarks/learned.py {' '.join(argv or sys.argv[1:])}",
+                "machine": machine(), "comfyui": comfyui_version(), "weights": weights_id(args.stand_in),
+                "steps": args.steps, "samples": args.samples, "bootstrap": args.bootstrap, "seed": SEED,
+                "minority": list(judge.minority),
+            }  # fmt: skip
+            rows_path.parent.mkdir(parents=True, exist_ok=True)
+            rows_path.write_text(json.dumps(rows_json(results, run_meta), separators=(",", ":")) + "\n")
         return text
 
     for pair in pairs:
@@ -809,8 +927,30 @@ def main(argv: list[str] | None = None) -> int:
         report(final=False)
     print(report(final=True))
     if not args.no_write:
-        print(f"wrote {args.results} and {args.figure}")
+        print(f"wrote {args.results}, {args.figure} and {rows_path}")
     return 0
+
+
+def redraw(paths: list[Path], rounds: int) -> int:
+    """The tables of saved rows files (load_rows), without ComfyUI."""
+    for path in paths:
+        results = load_rows(path, rounds)
+        data = json.loads(path.read_text())
+        keys = dict.fromkeys(r.pair for r in results)
+        pairs = [pd for pd in learned_pairs() if pd.key in keys]
+        meta = [
+            f"{path.name}: run {data['run']}, {data['machine']}, ComfyUI {data['comfyui']}",
+            f"command: `{data['command']}`",
+        ]
+        print(markdown(pairs, results, meta))
+    return 0
+
+
+def comfyui_version() -> str:
+    from comfy_server import comfyui_dir
+    from learned_models import comfyui_version as read
+
+    return read(comfyui_dir())
 
 
 if __name__ == "__main__":
