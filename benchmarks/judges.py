@@ -138,14 +138,17 @@ def _held_out_stats() -> tuple[np.ndarray, np.ndarray]:
 
 def frechet_distance(digits: Any, reference: Any = None) -> float:
     """Frechet distance between the classifier features of `digits` and of `reference` (default: held out)."""
-    f = features(digits)
+    if reference is None:
+        return frechet_from_features(features(digits))
+    g = features(reference)
+    return frechet_from_features(features(digits), (g.mean(0), np.cov(g, rowvar=False)))
+
+
+def frechet_from_features(f: np.ndarray, reference: tuple[np.ndarray, np.ndarray] | None = None) -> float:
+    """`frechet_distance` from features already computed (`features(digits)`): resampling reuses them."""
     if len(f) < 2:
         raise ValueError(f"digits: {len(f)} samples, the Frechet distance needs at least 2")
-    if reference is None:
-        mu2, cov2 = _held_out_stats()
-    else:
-        g = features(reference)
-        mu2, cov2 = g.mean(0), np.cov(g, rowvar=False)
+    mu2, cov2 = _held_out_stats() if reference is None else reference
     return _frechet(f.mean(0), np.cov(f, rowvar=False), mu2, cov2)
 
 

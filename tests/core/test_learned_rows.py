@@ -72,3 +72,27 @@ def test_rows_file_recomputes_every_figure(tmp_path):
         got = loaded[1].delta[m]
         assert abs(got.value - d.value) < 5e-3 and abs(got.low - d.low) < 5e-3, (m, got, d)
     assert other.figures["frechet"].value > stock.figures["frechet"].value + 0.5  # the rows do differ
+
+
+def test_tradeoff_figure_draws_stock_curves_and_settings_as_points(tmp_path):
+    import tradeoff
+
+    judge = learned.Judge(stand_in=False, minority=(0, 1, 2, 3, 4))
+    real = judges.load_digits().test_x[:40]
+    classes = np.full(len(real), -1)
+    rows = [_result(judge, name, real, classes) for name in ("stock", "stock_nfe", "cfg_2", "w2sd")]
+    rows[1].nfe, rows[2].setting = 25, {**rows[2].setting, "cfg": 2.0}
+    path = tmp_path / "rows.json"
+    meta = {"run": "t", "machine": "t", "comfyui": "none", "command": "none", "minority": [0, 1, 2, 3, 4]}
+    path.write_text(json.dumps({**learned.rows_json(rows, meta), "steps": 10}))
+
+    grouped = tradeoff.groups([path], ROUNDS)
+    assert list(grouped) == [("checkpoints", "euler", 10)]
+    curves = tradeoff.stock_curves(grouped[("checkpoints", "euler", 10)])
+    assert [r.row for r in curves["stock, more steps"]] == ["stock", "stock_nfe"]  # sorted by NFE
+    assert [r.row for r in curves["stock, CFG sweep"]] == ["stock", "cfg_2"]  # sorted by cfg
+    assert [r.row for r in tradeoff.points(grouped[("checkpoints", "euler", 10)])] == ["w2sd"]
+
+    out = tmp_path / "tradeoff.png"
+    assert tradeoff.main([str(path), "--out", str(out), "--bootstrap", str(ROUNDS)]) == 0
+    assert out.stat().st_size > 10_000  # a drawn figure, not an empty canvas
