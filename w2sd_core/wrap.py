@@ -3,7 +3,11 @@
 `sampler_fn(model, x, sigmas, extra_args, callback, disable, **options)` keeps doing its own steps. Each
 step in the window is preceded by a reflection (or a Re-Sampling) and taken as a one-step call of the
 inner sampler; each run of steps outside the window is one call, so multistep solvers keep their history
-there. Inside the window the history restarts every step (DPM++ 2M falls back to its first-order step).
+there. Inside the window the history restarts every step (DPM++ 2M falls back to its first-order step),
+unless `keep_history`: then the sampler runs once over the whole schedule and each reflection is made at
+the sampler's own evaluation of its step, in place on the latent it evaluates -- for samplers that
+evaluate the model exactly once per step, at the latent they then step from (DPM++ 2M, DEIS, iPNDM, LMS,
+the multistep SDE solvers), whose history then carries through the window.
 A sampler that cannot take a lone step (ComfyUI's UniPC takes none on a one-step schedule) is given a
 `single_step` to run instead on every one-step call, e.g. `first_order_step` (its first-order step).
 """
@@ -167,6 +171,7 @@ def sample_with_reflection(
     stop: StopTracker | None = None,
     reuse_strong: bool = False,
     noising: Noising = VARIANCE_EXPLODING,
+    keep_history: bool = False,
     **options: Any,
 ) -> Tensor:
     """Runs `sampler_fn` over `sigmas` with W2SD reflections before each step in `window`.
@@ -192,6 +197,11 @@ def sample_with_reflection(
     output barely depends on the latent.
     `noising` (Re-Sampling only): how the latent mixes data and noise at a sigma, so the re-noised latent
     has the model's own signal level (`FLOW` for flow models); variance-exploding by default.
+    `keep_history`: one call of `sampler_fn` over the whole schedule; its model call k is taken as step k's
+    one evaluation, and a window step's reflection replaces, in place, the latent that call receives. Only
+    for samplers that call the model exactly once per step with the latent they step from (the caller
+    decides; `single_step` is then unused): multistep solvers keep their history and SDE samplers their
+    noise, so with strong == weak and an exact inversion W2SD is the plain sampler.
     """
     if mode not in MODES:
         raise ValueError(f"mode={mode!r} is not one of {', '.join(MODES)}")
@@ -220,6 +230,11 @@ def sample_with_reflection(
 
     if not any(mask):
         return sampler_fn(main, x, sigmas, args_from(0), None, disable, **options)
+    step = _Stepper(mode, sigmas, values, mask, strong_c, weak_c, inversion_iters, inversion, noising,
+                    diagnostics, stop, reuse_strong, base_seed)  # fmt: skip
+    if keep_history:  # the latent is reflected in place: on a copy, never on the caller's tensor
+        in_loop = _ReflectingModel(main, step)
+        return sampler_fn(in_loop, x.clone(), sigmas, args_from(0), None, disable, **options)
 
     def run(x: Tensor, start: int, end: int, quiet: bool | None, first: Tensor | None = None) -> Tensor:
         """The inner sampler over steps start .. end-1 (`single_step` for a lone step when given);
@@ -229,30 +244,12 @@ def sample_with_reflection(
             return single_step(model_now, x, sigmas[start : end + 1], args_from(start))
         return sampler_fn(model_now, x, sigmas[start : end + 1], args_from(start), None, quiet, **options)
 
-    kept: list[Tensor] = []  # reuse_strong: the reflection's strong evaluation, for the step after it
-
-    def strong_kept(v: Tensor, sigma: Tensor) -> Tensor:
-        kept.append(strong_c(v, sigma))
-        return kept[-1]
-
-    strong_r = strong_kept if reuse_strong else strong_c
-    resample_seed = _offset_seed(base_seed or 0, RESAMPLE_STREAM) % _SEED_SPAN
-    generator = torch.Generator("cpu").manual_seed(resample_seed)
     i = 0
     while i < total:
         if mask[i]:
-            kept.clear()
-            x_new = _reflect_step(
-                mode, x, sigmas[i], sigmas[i + 1], strong_r, weak_c,
-                inversion_iters, inversion, generator, noising,
-            )  # fmt: skip
-            if diagnostics is not None:
-                diagnostics.record(i, values[i], x, x_new)
-            size = reflection_size(x, x_new) if stop is not None else None
-            x = run(x_new, i, i + 1, True, kept[0] if kept else None)
-            # Read after the step is queued: a GPU works on it while the host decides.
-            if size is not None and stop is not None and not stop.observe(i, float(size)):
-                mask[i + 1 :] = [False] * (total - i - 1)
+            x_new, first = step.reflect(i, x)
+            x = run(x_new, i, i + 1, True, first)
+            step.observe_stop(i)  # after the step is queued: a GPU works on it while the host decides
             i += 1
         else:
             end = i
@@ -261,3 +258,75 @@ def sample_with_reflection(
             x = run(x, i, end, disable)
             i = end
     return x
+
+
+class _Stepper:
+    """The window's reflections, step by step: what both ways of running the sampler share."""
+
+    def __init__(
+        self, mode: str, sigmas: Tensor, values: list[float], mask: list[bool], strong: Denoiser,
+        weak: Denoiser, inversion_iters: int, inversion: str, noising: Noising,
+        diagnostics: ReflectionDiagnostics | None, stop: StopTracker | None, reuse_strong: bool,
+        base_seed: int | None,
+    ) -> None:  # fmt: skip
+        self.mode, self.sigmas, self.values, self.mask = mode, sigmas, values, mask
+        self.strong, self.weak = strong, weak
+        self.inversion_iters, self.inversion, self.noising = inversion_iters, inversion, noising
+        self.diagnostics, self.stop, self.reuse_strong = diagnostics, stop, reuse_strong
+        self.kept: list[
+            Tensor
+        ] = []  # reuse_strong: the reflection's strong evaluation, for the step after it
+        self.size: Tensor | None = None
+        resample_seed = _offset_seed(base_seed or 0, RESAMPLE_STREAM) % _SEED_SPAN
+        self.generator = torch.Generator("cpu").manual_seed(resample_seed)
+
+    def _strong_kept(self, v: Tensor, sigma: Tensor) -> Tensor:
+        self.kept.append(self.strong(v, sigma))
+        return self.kept[-1]
+
+    def reflect(self, i: int, x: Tensor) -> tuple[Tensor, Tensor | None]:
+        """Window step i's starting latent, and (reuse_strong) the evaluation the step may take as its own."""
+        self.kept.clear()
+        strong = self._strong_kept if self.reuse_strong else self.strong
+        x_new = _reflect_step(
+            self.mode, x, self.sigmas[i], self.sigmas[i + 1], strong, self.weak,
+            self.inversion_iters, self.inversion, self.generator, self.noising,
+        )  # fmt: skip
+        if self.diagnostics is not None:
+            self.diagnostics.record(i, self.values[i], x, x_new)
+        self.size = reflection_size(x, x_new) if self.stop is not None else None
+        return x_new, (self.kept[0] if self.kept else None)
+
+    def observe_stop(self, i: int) -> None:
+        """The adaptive window: once reflections collapse, no later step reflects (one host read)."""
+        if self.size is not None and self.stop is not None and not self.stop.observe(i, float(self.size)):
+            self.mask[i + 1 :] = [False] * (len(self.mask) - i - 1)
+        self.size = None
+
+
+class _ReflectingModel:
+    """The main model for `keep_history`: its call k is step k's evaluation; in the window it first
+    reflects the latent it is given, in place, so the sampler steps from the reflected latent.
+
+    Attribute reads go through to the model, as for `CountingModel`.
+    """
+
+    def __init__(self, model: Callable[..., Tensor], step: _Stepper) -> None:
+        self.model = model
+        self.step = step
+        self.calls = 0
+
+    def __call__(self, x: Tensor, sigma: Tensor, **kwargs: Any) -> Tensor:
+        i, self.calls = self.calls, self.calls + 1
+        if i > 0 and self.step.mask[i - 1]:
+            self.step.observe_stop(i - 1)  # step i - 1 is queued by now
+        if i >= len(self.step.mask) or not self.step.mask[i]:
+            return self.model(x, sigma, **kwargs)
+        x_new, first = self.step.reflect(i, x)
+        x.copy_(x_new)
+        return self.model(x, sigma, **kwargs) if first is None else first
+
+    def __getattr__(self, name: str) -> Any:
+        if name in ("model", "step", "calls"):
+            raise AttributeError(name)
+        return getattr(self.model, name)

@@ -359,3 +359,71 @@ def test_warm_start_with_strong_equal_weak_is_plain_euler(reuse_strong: bool) ->
                                  reuse_strong=reuse_strong)  # fmt: skip
     assert (out - plain).abs().max() < 1e-10
     assert len(roles) == planned_nfe(STEPS, STEPS - 1, reuse_strong=reuse_strong)
+
+
+def _dpmpp_2m_reflected_by_hand(
+    x: torch.Tensor, window: ReflectionWindow, strong: GMM, weak: GMM
+) -> torch.Tensor:
+    """DPM++ 2M with its history kept, each window step's latent reflected (explicit inversion) just before
+    the step's evaluation: what keep_history must compute, written out."""
+    from w2sd_core import reflect
+
+    mask = window.mask(SIGMAS)
+    old = None
+    for i in range(STEPS):
+        s, s_next = SIGMAS[i], SIGMAS[i + 1]
+        if mask[i]:
+            x = reflect(x, s, s_next, strong, weak)
+        denoised = strong(x, s)
+        t, t_next = -s.log(), -s_next.log() if s_next > 0 else None
+        if old is None or s_next == 0:
+            x = denoised if s_next == 0 else (s_next / s) * x - (-(t_next - t)).expm1() * denoised
+        else:
+            h, h_last = t_next - t, t - (-SIGMAS[i - 1].log())
+            r = h_last / h
+            d = (1 + 1 / (2 * r)) * denoised - (1 / (2 * r)) * old
+            x = (s_next / s) * x - (-h).expm1() * d
+        old = denoised
+    return x
+
+
+@pytest.mark.parametrize("window", WINDOWS)
+def test_keep_history_reflects_inside_one_dpmpp_2m_run(window: ReflectionWindow) -> None:
+    """keep_history: one DPM++ 2M run over the whole schedule, each window step's latent reflected at the
+    sampler's own evaluation; its second-order history carries through the window (cut into one-step
+    calls, every reflected step would be a first-order step)."""
+    x = noise()
+    calls: list[int] = []
+    kept = run("dpmpp_2m", window, x, keep_history=True, callback=lambda d: calls.append(d["i"]))
+    assert torch.allclose(kept, _dpmpp_2m_reflected_by_hand(x, window, STRONG, WEAK), rtol=0, atol=1e-9)
+    assert not torch.allclose(kept, run("dpmpp_2m", window, x), rtol=0, atol=1e-6)  # the cut run restarts
+    assert len(calls) == planned_nfe(STEPS, window.count(SIGMAS))
+    assert torch.equal(x, noise()), "the caller's latent was changed in place"
+
+
+@pytest.mark.parametrize("sampler", ["euler", "dpmpp_2m"])
+def test_keep_history_with_strong_equal_weak_is_the_plain_sampler(sampler: str) -> None:
+    """warm_start undoes a strong step of the same model exactly, and the history is kept: strong == weak
+    over every step gives back the plain sampler, multistep ones included."""
+    x = noise()
+    plain = SAMPLERS[sampler](MainModel(STRONG), x, SIGMAS)
+    out = sample_with_reflection(SAMPLERS[sampler], MainModel(STRONG), x, SIGMAS, {"seed": 7}, strong=STRONG,
+                                 weak=STRONG, window=EVERY_STEP_BUT_THE_LAST, inversion="warm_start",
+                                 keep_history=True)  # fmt: skip
+    assert (out - plain).abs().max() < 1e-10
+    restarted = sample_with_reflection(SAMPLERS[sampler], MainModel(STRONG), x, SIGMAS, {"seed": 7}, strong=STRONG,
+                                       weak=STRONG, window=EVERY_STEP_BUT_THE_LAST, inversion="warm_start")  # fmt: skip
+    if sampler == "dpmpp_2m":  # without keep_history its history restarts every step: Euler steps
+        assert (restarted - plain).abs().max() > 1e-3
+
+
+def test_keep_history_equals_the_cut_run_for_euler_with_every_option() -> None:
+    """For Euler (no history) both ways of running are the same computation; reuse_strong, refinements and
+    the diagnostics behave the same in both."""
+    x = noise()
+    for extra in ({}, {"reuse_strong": True}, {"inversion_iters": 2}):
+        d_cut, d_loop = ReflectionDiagnostics(), ReflectionDiagnostics()
+        cut = run("euler", WINDOWS[1], x, diagnostics=d_cut, **extra)
+        loop = run("euler", WINDOWS[1], x, diagnostics=d_loop, keep_history=True, **extra)
+        assert torch.allclose(cut, loop, rtol=0, atol=1e-12), extra
+        assert d_cut.steps == d_loop.steps and len(d_cut) > 0
