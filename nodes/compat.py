@@ -136,6 +136,18 @@ NO_LONE_STEP_SAMPLERS = frozenset(
 `order = min(3, len(sigmas) - 2)`, order 0 on 2 sigmas, and only rescales its input (0.3.52 .. 0.29.0);
 SA-Solver, see SA_SOLVER_RETURNS_LAST_STEP."""
 
+ONE_EVALUATION_PER_STEP_SAMPLERS = frozenset(
+    (
+        "sample_euler sample_euler_ancestral sample_euler_cfg_pp sample_euler_ancestral_cfg_pp sample_lms "
+        "sample_ipndm sample_ipndm_v sample_deis sample_dpmpp_2m sample_dpmpp_2m_cfg_pp sample_dpmpp_2m_sde "
+        "sample_dpmpp_2m_sde_gpu sample_dpmpp_3m_sde sample_dpmpp_3m_sde_gpu sample_res_multistep "
+        "sample_res_multistep_cfg_pp sample_gradient_estimation sample_gradient_estimation_cfg_pp sample_lcm"
+    ).split()
+)
+"""Sampler functions (by `__name__`) that call the model exactly once per step, with the latent they then
+step from (read in comfy/k_diffusion/sampling.py of 0.3.52, 0.3.75 and 0.29.0): the ones whose window
+steps can be reflected inside their own loop (`keep_sampler_history`)."""
+
 # comfy.sample.sample casts the sampled latent to `intermediate_dtype()` (fp16 with --fp16-intermediates);
 # older cores only move it to the intermediate device.
 SAMPLE_CASTS_TO_INTERMEDIATE_DTYPE = "intermediate_dtype" in _source(_get(_sample, "sample"))

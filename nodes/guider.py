@@ -90,6 +90,9 @@ class ReflectionSettings:
     evals_per_step: int = 1
     stop: AdaptiveStop | None = None
     reuse_strong: bool = False
+    keep_history: bool = (
+        False  # reflect inside the sampler's own loop (compat.ONE_EVALUATION_PER_STEP_SAMPLERS)
+    )
 
     def __post_init__(self) -> None:
         if self.mode not in MODES:
@@ -312,6 +315,12 @@ class W2SDGuider(comfy.samplers.CFGGuider):
                 "reads the unconditional prediction of its own evaluation, which a reused strong evaluation does not "
                 "make. Turn reuse_strong off, or pick the sampler without _cfg_pp."
             )
+        if self.settings.keep_history and sampler_name(sampler.sampler_function) not in KEEPS_HISTORY:
+            raise ValueError(
+                f"keep_sampler_history=True needs a sampler that evaluates the model once per step; "
+                f"{sampler_name(sampler.sampler_function)} does not (allowed: {', '.join(sorted(KEEPS_HISTORY))}). "
+                "Turn it off for this sampler: its window steps are then one-step calls."
+            )
         if any(reflected):
             check_side_sampling(self.main_model, self.pair)
             check_reflection_patches(all_model_options(self.pair, self.model_options))
@@ -355,6 +364,7 @@ class W2SDGuider(comfy.samplers.CFGGuider):
                 stop=self.stop_tracker,
                 reuse_strong=self.settings.reuse_strong,
                 noising=model_noising(model_sampling),
+                keep_history=self.settings.keep_history,
             )
         )
         wrapped = comfy.samplers.KSAMPLER(function, sampler.extra_options, sampler.inpaint_options)
@@ -416,6 +426,10 @@ def check_schedule_finite(sigmas: torch.Tensor) -> None:
             "sampling would give NaN. ComfyUI's kl_optimal scheduler divides by steps - 1 and gives NaN for one "
             "step: use 2 or more steps (equal_budget halves them) or another scheduler."
         )
+
+
+KEEPS_HISTORY = frozenset(name.removeprefix("sample_") for name in compat.ONE_EVALUATION_PER_STEP_SAMPLERS)
+"""Samplers (as `sampler_name` names them) that keep_sampler_history can reflect inside their own loop."""
 
 
 def sampler_name(function: Any) -> str:
@@ -560,6 +574,7 @@ def w2sd_sampler_function(
     stop=None,
     reuse_strong=False,
     noising=VARIANCE_EXPLODING,
+    keep_history=False,
     **options,
 ):  # type: ignore[no-untyped-def]
     """A k-diffusion sampler function: `inner` with W2SD reflections in the window."""
@@ -603,5 +618,6 @@ def w2sd_sampler_function(
         stop=stop,
         reuse_strong=reuse_strong,
         noising=noising,
+        keep_history=keep_history,
         **options,
     )

@@ -113,6 +113,13 @@ def adaptive_inputs() -> dict[str, Any]:
                 "tooltip": "Cheaper reflections: the step after a reflection reuses the reflection's strong evaluation instead of evaluating again at the reflected latent, one model evaluation less per reflected step (an approximation, close at high noise). Only for pairs whose strong side is the sampler's own model, prompt and cfg (a weak checkpoint, a weak prompt, a lower weak cfg). W2SD mode only.",
             },
         ),
+        "keep_sampler_history": (
+            "BOOLEAN",
+            {
+                "default": False,
+                "tooltip": "Multistep samplers (dpmpp_2m, deis, ipndm, lms, res_multistep, gradient_estimation, the dpmpp 2m/3m SDE samplers) keep their history through the window: the sampler runs once over the schedule and each reflection is made at its own step. Off: every reflected step is a one-step call, which restarts the history (a multistep solver takes Euler steps in the window: at 4 steps with karras that alone moved a trained model's output 32% from stock). With strong == weak and the warm_start inversion it gives back the plain sampler. Samplers that evaluate the model once per step only (also euler, euler_ancestral, lcm); others are refused. Experimental: its effect on W2SD's gain is not measured yet.",
+            },
+        ),
     }
 
 
@@ -173,6 +180,7 @@ def settings_from_inputs(
     equal_budget: bool,
     stop_ratio: float = 0.0,
     reuse_strong: bool = False,
+    keep_sampler_history: bool = False,
 ) -> tuple[ReflectionSettings, int]:
     """(settings, steps to sample). The equal-budget toggle halves the steps and sets the window."""
     if mode not in MODE_CHOICES:
@@ -201,5 +209,6 @@ def settings_from_inputs(
         evals_per_step=EVALS_PER_STEP.get(sampler_name or "", 1),
         stop=AdaptiveStop(stop_ratio) if stop_ratio > 0 else None,
         reuse_strong=reuse_strong,
+        keep_history=keep_sampler_history,
     )
     return settings, steps if steps is not None else 0

@@ -231,3 +231,52 @@ def test_eps_model_with_align_your_steps_and_karras(sd15, sampler):
     sigmas = sd15.c.execute("AlignYourStepsScheduler", model_type="SD1", steps=STEPS, denoise=1.0)[0]
     w2sd, stock = sd15.guided(sampler, sigmas, iters=ITERS_LARGE_STEPS)
     Difference.of(w2sd, stock).check(f"sd15 guider {sampler} AYS [{kind}]", CLASSES[kind][0])
+
+
+def _keeps_history() -> list[str]:
+    """The core's sampler_names whose sampler function the pack reflects inside its own loop."""
+    import sys
+
+    import comfy.samplers
+
+    guider = next(m for name, m in sys.modules.items() if name.endswith("nodes.guider"))
+    return [
+        s
+        for s in every_sampler_name()
+        if guider.sampler_name(comfy.samplers.sampler_object(s).sampler_function) in guider.KEEPS_HISTORY
+    ]
+
+
+KEEP = {
+    "mode": "W2SD", "window": "steps", "start_percent": 0.0, "end_percent": 0.5, "reflect_steps": -1,
+    "inversion": "warm_start", "inversion_iters": 0, "equal_budget": False, "keep_sampler_history": True,
+}  # fmt: skip
+
+
+@pytest.mark.parametrize("scheduler", ["simple", "karras"])
+def test_keep_sampler_history_gives_back_every_such_sampler(sd3, scheduler):
+    """keep_sampler_history with strong == weak and the exact warm_start inversion: every sampler that
+    evaluates once per step (multistep, SDE and ancestral ones included: their history and noise are their
+    own) is the stock sampler up to rounding, where the one-step calls leave multistep solvers up to 0.6
+    and stochastic ones their own noise."""
+    samplers = _keeps_history()
+    assert {"dpmpp_2m", "deis", "ipndm", "lms", "dpmpp_3m_sde", "euler_ancestral"} <= set(samplers)
+    for sampler in samplers:
+        stock = sd3.c.nodes.common_ksampler(
+            sd3.model, SEED, STEPS, sd3.cfg, sampler, scheduler, sd3.positive, sd3.negative, sd3.latent
+        )[0]["samples"]
+        w2sd = sd3.c.execute(
+            "W2SDKSampler", model=sd3.model, seed=SEED, steps=STEPS, cfg=sd3.cfg, sampler_name=sampler,
+            scheduler=scheduler, positive=sd3.positive, negative=sd3.negative, latent_image=sd3.latent,
+            denoise=1.0, pair=sd3.same, **KEEP,
+        )[0]["samples"]  # fmt: skip
+        Difference.of(w2sd, stock).check(f"keep_sampler_history {sampler} {scheduler}", Bound(rel=1e-4))
+
+
+def test_keep_sampler_history_refuses_a_sampler_with_two_evaluations_per_step(sd3):
+    with pytest.raises(ValueError, match=r"keep_sampler_history=True needs a sampler .*heun does not"):
+        sd3.c.execute(
+            "W2SDKSampler", model=sd3.model, seed=SEED, steps=STEPS, cfg=sd3.cfg, sampler_name="heun",
+            scheduler="simple", positive=sd3.positive, negative=sd3.negative, latent_image=sd3.latent,
+            denoise=1.0, pair=sd3.same, **KEEP,
+        )  # fmt: skip
