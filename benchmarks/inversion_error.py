@@ -6,7 +6,8 @@ started from, and W2SD should give back the plain sampler. What is left is the i
 `x~ -> x + h * d(x~, sigma)` contracts, i.e. roughly where h/sigma * ||I - dD/dx|| < 1, which large
 steps break) plus, for multistep solvers, what restarting their history at every reflected step costs.
 `warm_start` is exact at strong == weak at any step size (the weak evaluation is made where the strong
-one was, so it undoes the strong step exactly); its row therefore isolates the history restart.
+one was, so it undoes the strong step exactly); its column therefore isolates the history restart, and
+with `keep_sampler_history` (the sampler runs once, reflecting at its own steps) nothing should be left.
 
 Set-up: the W2SD KSampler with a W2SD Weak/Strong Model Pair at the sampler's cfg on both sides
 (strong == weak), `reflect_steps` -1 (every step but the last), against the stock KSampler with the same
@@ -38,13 +39,16 @@ sys.path[:0] = [str(ROOT / "benchmarks"), str(ROOT / "tools"), str(ROOT / "tests
 import learned  # noqa: E402
 
 RESULTS = ROOT / "benchmarks" / "results" / "inversion_error.md"
-INVERSIONS = {  # column -> (inversion, inversion_iters) as the W2SD KSampler takes them
-    "explicit": ("explicit", 0),
-    "fixed_point 1 (default)": ("fixed_point", 1),
-    "fixed_point 3": ("fixed_point", 3),
-    "fixed_point 10": ("fixed_point", 10),
-    "warm_start": ("warm_start", 0),
-}
+INVERSIONS = {  # column -> the W2SD KSampler's inversion inputs
+    "explicit": {"inversion": "explicit", "inversion_iters": 0},
+    "fixed_point 1 (default)": {"inversion": "fixed_point", "inversion_iters": 1},
+    "fixed_point 3": {"inversion": "fixed_point", "inversion_iters": 3},
+    "fixed_point 10": {"inversion": "fixed_point", "inversion_iters": 10},
+    "warm_start": {"inversion": "warm_start", "inversion_iters": 0},
+    "warm_start, keep_sampler_history": {
+        "inversion": "warm_start", "inversion_iters": 0, "keep_sampler_history": True,
+    },
+}  # fmt: skip
 SAMPLERS = {"flow": [("euler", "simple"), ("dpmpp_2m", "karras")]}
 """Per model family: the samplers users pick with it (sampler_name, scheduler)."""
 
@@ -75,13 +79,12 @@ def measure(s: learned.Session, ckpt: str, steps_list: list[int], batch: int, se
                 "sampler": f"{sampler} {scheduler}",
                 "stock euler, same schedule": rel(euler, stock),
             }
-            for column, (inversion, iters) in INVERSIONS.items():
+            for column, inversion in INVERSIONS.items():
                 out = s.c.execute(
                     "W2SDKSampler", model=model, seed=seed, steps=steps, cfg=cfg, sampler_name=sampler,
                     scheduler=scheduler, positive=positive, negative=negative, latent_image=latent,
                     denoise=1.0, pair=pair, mode="W2SD", window="steps", start_percent=0.0,
-                    end_percent=0.5, reflect_steps=-1, inversion=inversion, inversion_iters=iters,
-                    equal_budget=False,
+                    end_percent=0.5, reflect_steps=-1, equal_budget=False, **inversion,
                 )[0]["samples"]  # fmt: skip
                 row[column] = rel(out, stock)
             rows.append(row)

@@ -162,6 +162,18 @@ ROWS: dict[str, Row] = {
                 reuse_strong=True,
             ),
         ),
+        # keep_sampler_history: multistep samplers keep their history through the window.
+        Row("keep", "W2SD defaults, keep_sampler_history", _w2sd(keep_sampler_history=True)),
+        Row(
+            "warm_keep",
+            "W2SD defaults, warm_start, keep_sampler_history",
+            _w2sd(inversion="warm_start", inversion_iters=0, keep_sampler_history=True),
+        ),
+        Row(
+            "warm_all_keep",
+            "W2SD, every step, warm_start, keep_sampler_history",
+            _w2sd(window="steps", inversion="warm_start", inversion_iters=0, keep_sampler_history=True),
+        ),
         Row("stock_15x", "stock, 1.5x the steps", steps=lambda t: t + t // 2),
         Row("stock_2x", "stock, 2x the steps", steps=lambda t: 2 * t),
         Row(
