@@ -351,6 +351,14 @@ class Judge:
 
     def check(self, fuzzed: Fuzzed) -> str:
         """The outcome of one prompt: refused (validation), refused_running, ran or interrupted."""
+        try:
+            return self._check(fuzzed)
+        except (TimeoutError, ConnectionError, urllib.error.URLError) as e:
+            raise OracleFailure(
+                f"the server did not answer ({type(e).__name__}: {e})\n{fuzzed.w2sd_summary()}"
+            ) from e
+
+    def _check(self, fuzzed: Fuzzed) -> str:
         prompt = copy.deepcopy(fuzzed.prompt)
         nonce = next(_fresh)
         for node in fuzzed.outputs:  # a new file name each time: ComfyUI does not re-run a cached output
