@@ -151,6 +151,7 @@ class W2SDGuider(comfy.samplers.CFGGuider):
         super().__init__(model_patcher)
         self.diagnostics: ReflectionDiagnostics | None = None
         self.stop_tracker: StopTracker | None = None
+        self.side_conds: dict[str, dict] = {}  # role -> conds processed by that side's own checkpoint
         self.main_conds: tuple[Any, Any] = (None, None)  # the sampler's own positive / negative
 
     @staticmethod
@@ -252,8 +253,9 @@ class W2SDGuider(comfy.samplers.CFGGuider):
             model = side.model.model
         if role in self.side_options:
             model_options = self.side_options[role]
-        positive = self.conds.get(cond_key(role, "positive"), self.conds.get("positive"))
-        negative = self.conds.get(cond_key(role, "negative"), self.conds.get("negative"))
+        conds = self.side_conds.get(role, self.conds)
+        positive = conds.get(cond_key(role, "positive"), conds.get("positive"))
+        negative = conds.get(cond_key(role, "negative"), conds.get("negative"))
         cfg = self.cfg if side.cfg is None else side.cfg
         if cfg == 0:
             # cfg 0 is the unconditional prediction alone: one pass instead of two.
@@ -358,6 +360,7 @@ class W2SDGuider(comfy.samplers.CFGGuider):
             )
         )
         wrapped = comfy.samplers.KSAMPLER(function, sampler.extra_options, sampler.inpaint_options)
+        self.side_conds = self._side_conds(noise, latent_image, device, denoise_mask, seed, **kwargs)
         for m in self.separate_models:
             m.pre_run()
         try:
@@ -376,6 +379,25 @@ class W2SDGuider(comfy.samplers.CFGGuider):
         finally:
             for m in self.separate_models:
                 m.cleanup()
+
+    def _side_conds(self, noise, latent_image, device, denoise_mask, seed, **kwargs) -> dict[str, dict]:  # type: ignore[no-untyped-def]
+        """The conds processed by each separate checkpoint, as CFGGuider.inner_sample processes them for the
+        sampler's model: some families encode them with the model's own weights in `extra_conds` (LTX-2's
+        text connectors), so the sampler's model's encoding is not the other checkpoint's."""
+        out = {}
+        for role in ROLES:
+            model = self.pair.side(role).model
+            if not any(model is m for m in self.separate_models):
+                continue
+            base = model.model
+            latent = latent_image
+            if latent is not None and torch.count_nonzero(latent) > 0:  # as the core: the empty latent stays
+                latent = base.process_latent_in(latent)
+            conds = {k: [c.copy() for c in v] for k, v in self.conds.items()}
+            out[role] = comfy.samplers.process_conds(
+                base, noise, conds, device, latent, denoise_mask, seed, **kwargs
+            )
+        return out
 
     @staticmethod
     def _side_model_options(model: Any, role: str, sigmas: torch.Tensor) -> dict:
