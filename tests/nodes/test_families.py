@@ -161,7 +161,9 @@ def test_lora_split_changes_the_result_against_equal_scales(fam):
     model, pair = fam.lora_split(**LORA_SCALES)
     null_model, null_pair = fam.lora_split(0.8, 0.8, 0.8)
     change = relative(fam.w2sd(pair, model=model), fam.w2sd(null_pair, model=null_model))
-    print(f"{fam.spec.name}: LoRA +1.5/-1.5 vs equal scales {change:.1e} ({fam.lora_keys} keys, {fam.lora_sliced} sliced)")
+    print(
+        f"{fam.spec.name}: LoRA +1.5/-1.5 vs equal scales {change:.1e} ({fam.lora_keys} keys, {fam.lora_sliced} sliced)"
+    )
     assert change > PAIR_EFFECT
 
 
@@ -196,7 +198,11 @@ def fingerprint(value):
     """The first batch row of a tensor (each side batches its own conds), lists element by element."""
     if isinstance(value, torch.Tensor):
         row = value[0] if value.ndim > 0 else value
-        return (tuple(row.shape), round(row.double().sum().item(), 6), round(row.double().abs().sum().item(), 6))
+        return (
+            tuple(row.shape),
+            round(row.double().sum().item(), 6),
+            round(row.double().abs().sum().item(), 6),
+        )
     if isinstance(value, (list, tuple)):
         return tuple(fingerprint(v) for v in value)
     return None
