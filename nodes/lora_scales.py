@@ -370,7 +370,11 @@ def _function_on_up(name: str, key: str, function: Callable[..., Any], up: torch
     except Exception:  # a function written for the weight's shape only
         fits = False
     if not fits:
-        _unsupported(name, "LoRA with a weight function on more than its output rows", key)
+        raise ValueError(
+            f"LoRA '{name}': ComfyUI maps its key for {key} with a weight function that changes more than the "
+            "output rows, which the W2SD LoRA-scale splitter cannot apply at forward time. Use the stock "
+            "LoraLoader without the splitter."
+        )
     return moved.to(up.dtype).reshape(up.shape)
 
 

@@ -17,6 +17,7 @@ Families whose class this core lacks are skipped naming the class (tests/fixture
 from __future__ import annotations
 
 from collections import defaultdict
+from dataclasses import replace
 
 import pytest
 import torch
@@ -27,6 +28,7 @@ from fixtures.families import (
     build_family,
     conditioning,
     empty_latent,
+    family,
     write_lora,
 )
 
@@ -238,3 +240,26 @@ def test_conds_reach_both_sides(fam):
         assert set(log[role]) - {"transformer_options"} == carried, role
         for key in carried:
             assert log[role][key] == expected[role][key], (role, key)
+
+
+def test_lumina2_diffusers_qkv_keys_are_refused_naming_the_layer(comfyui):
+    """ComfyUI's diffusers to_q/k/v map for Lumina 2 puts k and v at offsets of a full query width: right
+    for Z-Image (as many key/value heads as query heads), past the end of Lumina 2's fused qkv weight
+    (grouped heads). The stock loader fails inside torch when it patches; the split names the layer."""
+    spec = replace(family("lumina2"), name="lumina2_diffusers", lora_format=r"^transformer\.")
+    comfyui.load_pack()
+    models = comfyui.base_dir / "models"
+    model = build_family(spec, models, salt="a").model
+    lora, key_format, _, sliced = write_lora(spec, model, models / "loras")
+    if key_format != spec.lora_format or not sliced:
+        pytest.skip("this ComfyUI maps no diffusers q/k/v keys for Lumina 2")
+    with pytest.raises(ValueError, match=r"lora_name: .*layers\.0\.attention\.qkv.*does not fit this model"):
+        comfyui.execute(
+            "W2SDLoraSplit", model=model, lora_name=lora, main_scale=0.8, strong_scale=1.5, weak_scale=-1.5
+        )
+    stock = comfyui.execute("LoraLoaderModelOnly", model=model, lora_name=lora, strength_model=0.8)[0]
+    conds = conditioning(spec, 1), conditioning(spec, 2)
+    with pytest.raises(RuntimeError, match="exceeds dimension size"):
+        comfyui.nodes.common_ksampler(
+            stock, SEED, STEPS, spec.cfg, "euler", "simple", *conds, empty_latent(spec)
+        )
