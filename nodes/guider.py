@@ -36,7 +36,13 @@ from . import compat
 from .input_checks import first_line
 from .lora_scales import role_scales
 from .pair import ROLES, Side, W2SDPair
-from .patch_checks import all_model_options, check_reflection_patches, check_side_sampling, without_caches
+from .patch_checks import (
+    all_model_options,
+    check_reflection_patches,
+    check_side_sampling,
+    prediction_type,
+    without_caches,
+)
 
 log = logging.getLogger(__name__)
 
@@ -115,7 +121,7 @@ def check_same_family(main: Any, side: Any, role: str) -> None:
     a, b = main.model, side.model
     checks = (
         ("latent format", type(a.latent_format).__name__, type(b.latent_format).__name__),
-        ("prediction type", type(a.model_sampling).__name__, type(b.model_sampling).__name__),
+        ("prediction type", prediction_type(main), prediction_type(side)),
     )
     for what, mine, theirs in checks:
         if mine != theirs:

@@ -263,3 +263,48 @@ def test_lumina2_diffusers_qkv_keys_are_refused_naming_the_layer(comfyui):
         comfyui.nodes.common_ksampler(
             stock, SEED, STEPS, spec.cfg, "euler", "simple", *conds, empty_latent(spec)
         )
+
+
+@pytest.mark.parametrize(
+    ("main", "weak", "message"),
+    [
+        (
+            "wan21_t2v",
+            "wan22_5b",
+            r"the weak model \(WAN22\) has latent format Wan22, but the sampler's model",
+        ),
+        (
+            "flux_kontext",
+            "flux2",
+            r"the weak model \(Flux2\) has latent format Flux2, but the sampler's model",
+        ),
+        (
+            "cosmos_predict2",
+            "wan21_t2v",
+            r"the weak model \(WAN21\) has prediction type CONST, but .* COSMOS_RFLOW",
+        ),
+        (
+            "qwen_image",
+            "wan21_t2v",
+            r"the weak model is WAN21_T2V and the sampler's model QwenImage: they sample on",
+        ),
+    ],
+    ids=["wan21+wan22_5b", "flux+flux2", "cosmos+wan21", "qwen+wan21"],
+)
+def test_a_pair_across_families_is_refused_naming_both(comfyui, main, weak, message):
+    """Families that share a latent format but not a noise schedule (Qwen-Image, Cosmos and Wan all use
+    Wan 2.1's latents) or the reverse: a reflection between them would mix two parametrizations."""
+    comfyui.load_pack()
+    models = comfyui.base_dir / "models"
+    try:
+        main_model, weak_model = (build_family(family(n), models, salt="x").model for n in (main, weak))
+    except FamilyUnsupported as e:
+        pytest.skip(str(e))
+    spec = family(main)
+    pair = comfyui.execute("W2SDModelPair", weak_model=weak_model)[0]
+    with pytest.raises(ValueError, match=message):
+        comfyui.execute(
+            "W2SDKSampler", model=main_model, seed=SEED, steps=STEPS, cfg=spec.cfg, sampler_name="euler",
+            scheduler="simple", positive=conditioning(spec, 1), negative=conditioning(spec, 2),
+            latent_image=empty_latent(spec), denoise=1.0, pair=pair, **REFLECT,
+        )  # fmt: skip
