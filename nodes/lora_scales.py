@@ -355,7 +355,9 @@ def _plan(
     return layers, report
 
 
-def _function_on_up(name: str, key: str, function: Callable[..., Any], up: torch.Tensor, down: torch.Tensor):  # type: ignore[no-untyped-def]
+def _function_on_up(
+    name: str, key: str, function: Callable[..., Any], up: torch.Tensor, down: torch.Tensor
+) -> torch.Tensor:
     """`up` with the key map's weight function applied, when that function acts on output rows only.
 
     ComfyUI maps a few diffusers keys with a function on the weight difference (Flux's `norm_out.linear`:
