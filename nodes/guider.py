@@ -34,7 +34,7 @@ from ..w2sd_core import (
 )
 from . import compat
 from .input_checks import first_line
-from .lora_scales import role_scales
+from .lora_scales import role_scales, scales_of
 from .pair import ROLES, Side, W2SDPair
 from .patch_checks import (
     all_model_options,
@@ -387,22 +387,27 @@ class W2SDGuider(comfy.samplers.CFGGuider):
                 m.cleanup()
 
     def _side_conds(self, noise, latent_image, device, denoise_mask, seed, **kwargs) -> dict[str, dict]:  # type: ignore[no-untyped-def]
-        """The conds processed by each separate checkpoint, as CFGGuider.inner_sample processes them for the
-        sampler's model: some families encode them with the model's own weights in `extra_conds` (LTX-2's
-        text connectors), so the sampler's model's encoding is not the other checkpoint's."""
+        """The conds as each side's own model encodes them, processed as CFGGuider.inner_sample processes
+        them for the sampler's model: some families encode them with the model's layers in `extra_conds`
+        (LTX-2's text connectors), so a separate checkpoint, or the sampler's model at a side's LoRA scale,
+        encodes them differently. Sides that encode them as the sampler's model does use its conds."""
         out = {}
         for role in ROLES:
             model = self.pair.side(role).model
-            if not any(model is m for m in self.separate_models):
+            if any(model is m for m in self.separate_models):
+                base = model.model
+            elif any(s.get(role, s["main"]) != s["main"] for s in role_scales(self.main_model)):
+                model, base = self.main_model, self.inner_model
+            else:
                 continue
-            base = model.model
             latent = latent_image
             if latent is not None and torch.count_nonzero(latent) > 0:  # as the core: the empty latent stays
                 latent = base.process_latent_in(latent)
             conds = {k: [c.copy() for c in v] for k, v in self.conds.items()}
-            out[role] = comfy.samplers.process_conds(
-                base, noise, conds, device, latent, denoise_mask, seed, **kwargs
-            )
+            with scales_of(model, role):
+                out[role] = comfy.samplers.process_conds(
+                    base, noise, conds, device, latent, denoise_mask, seed, **kwargs
+                )
         return out
 
     @staticmethod

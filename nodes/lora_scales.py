@@ -14,7 +14,8 @@ from __future__ import annotations
 import logging
 import math
 import re
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
@@ -214,10 +215,28 @@ class _RoleScaleWrapper:
             self.holder.scale = main
 
 
+def _role_wrappers(model: Any) -> list[_RoleScaleWrapper]:
+    found = getattr(model, "wrappers", {}).get(comfy.patcher_extension.WrappersMP.APPLY_MODEL, {})
+    return [w for ws in found.values() for w in ws if isinstance(w, _RoleScaleWrapper)]
+
+
 def role_scales(model: Any) -> list[dict[str, float]]:
     """The per-role LoRA scales of every LoRA split applied to `model` (empty: none)."""
-    found = getattr(model, "wrappers", {}).get(comfy.patcher_extension.WrappersMP.APPLY_MODEL, {})
-    return [w.scales for ws in found.values() for w in ws if isinstance(w, _RoleScaleWrapper)]
+    return [w.scales for w in _role_wrappers(model)]
+
+
+@contextmanager
+def scales_of(model: Any, role: str) -> Iterator[None]:
+    """Every LoRA split on `model` at `role`'s scale, for work outside model calls: encoding the conds,
+    which some families do with the model's own layers (LTX-2's text connectors)."""
+    wrappers = _role_wrappers(model)
+    for w in wrappers:
+        w.holder.scale = w.scales.get(role, w.scales["main"])
+    try:
+        yield
+    finally:
+        for w in wrappers:
+            w.holder.scale = w.scales["main"]
 
 
 def make_lora_scale_model(

@@ -97,9 +97,9 @@ class FamilySetup:
         """Strong and weak are the sampler's model at the sampler's cfg: a reflection that changes nothing."""
         return self.pair(strong_cfg=self.spec.cfg, weak_cfg=self.spec.cfg)
 
-    def lora_split(self, main_scale, strong_scale, weak_scale):
+    def lora_split(self, main_scale, strong_scale, weak_scale, model=None):
         model, pair, _ = self.c.execute(
-            "W2SDLoraSplit", model=self.model, lora_name=self.lora, main_scale=main_scale,
+            "W2SDLoraSplit", model=model or self.model, lora_name=self.lora, main_scale=main_scale,
             strong_scale=strong_scale, weak_scale=weak_scale,
         )  # fmt: skip
         return model, pair
@@ -241,6 +241,23 @@ def test_conds_reach_both_sides(fam):
         assert set(log[role]) - {"transformer_options"} == carried, role
         for key in carried:
             assert log[role][key] == expected[role][key], (role, key)
+
+
+def test_lora_split_sides_see_the_conds_encoded_at_their_scale(fam):
+    """With a LoRA split each side's calls carry what the model at that side's scale carries in a stock run
+    (the split at one scale for every role): LTX-2's LoRA reaches its text connectors, which encode the
+    text before sampling; elsewhere the conds do not depend on the LoRA."""
+    log = defaultdict(lambda: defaultdict(set))
+    model, pair = fam.lora_split(**LORA_SCALES, model=observing(fam.model, log))
+    fam.w2sd(pair, model=model)
+    for role in ("strong", "weak"):
+        scale = LORA_SCALES[f"{role}_scale"]
+        stock_log = defaultdict(lambda: defaultdict(set))
+        fam.stock(fam.lora_split(scale, scale, scale, model=observing(fam.model, stock_log))[0])
+        expected = stock_log["main"]
+        assert set(log[role]) == set(expected), role
+        for key in set(expected) - {"transformer_options"}:
+            assert log[role][key] == expected[key], (role, key)
 
 
 def test_lumina2_diffusers_qkv_keys_are_refused_naming_the_layer(comfyui):
