@@ -11,7 +11,9 @@ few hundred values). Per family:
 - at equal scales the LoRA split samples as stock `LoraLoaderModelOnly` within LORA_TOL, through the
   family's own LoRA key format (sliced keys onto fused qkv where the family has them);
 - what the conds carry (guidance, reference latents, concat latents, masks, pooled vectors) reaches the
-  strong and the weak side's model calls as it reaches the sampler's own.
+  strong and the weak side's model calls as that side's model encodes it in a stock run (a second
+  checkpoint; the model at the side's LoRA scale);
+- pairs across families are refused naming both, and LoRA keys ComfyUI maps past a fused weight name it.
 Families whose class this core lacks are skipped naming the class (tests/fixtures/families.py).
 """
 
