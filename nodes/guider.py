@@ -34,9 +34,15 @@ from ..w2sd_core import (
 )
 from . import compat
 from .input_checks import first_line
-from .lora_scales import role_scales
+from .lora_scales import role_scales, scales_of
 from .pair import ROLES, Side, W2SDPair
-from .patch_checks import all_model_options, check_reflection_patches, check_side_sampling, without_caches
+from .patch_checks import (
+    all_model_options,
+    check_reflection_patches,
+    check_side_sampling,
+    prediction_type,
+    without_caches,
+)
 
 log = logging.getLogger(__name__)
 
@@ -118,7 +124,7 @@ def check_same_family(main: Any, side: Any, role: str) -> None:
     a, b = main.model, side.model
     checks = (
         ("latent format", type(a.latent_format).__name__, type(b.latent_format).__name__),
-        ("prediction type", type(a.model_sampling).__name__, type(b.model_sampling).__name__),
+        ("prediction type", prediction_type(main), prediction_type(side)),
     )
     for what, mine, theirs in checks:
         if mine != theirs:
@@ -154,6 +160,7 @@ class W2SDGuider(comfy.samplers.CFGGuider):
         super().__init__(model_patcher)
         self.diagnostics: ReflectionDiagnostics | None = None
         self.stop_tracker: StopTracker | None = None
+        self.side_conds: dict[str, dict] = {}  # role -> conds processed by that side's own checkpoint
         self.main_conds: tuple[Any, Any] = (None, None)  # the sampler's own positive / negative
 
     @staticmethod
@@ -255,8 +262,9 @@ class W2SDGuider(comfy.samplers.CFGGuider):
             model = side.model.model
         if role in self.side_options:
             model_options = self.side_options[role]
-        positive = self.conds.get(cond_key(role, "positive"), self.conds.get("positive"))
-        negative = self.conds.get(cond_key(role, "negative"), self.conds.get("negative"))
+        conds = self.side_conds.get(role, self.conds)
+        positive = conds.get(cond_key(role, "positive"), conds.get("positive"))
+        negative = conds.get(cond_key(role, "negative"), conds.get("negative"))
         cfg = self.cfg if side.cfg is None else side.cfg
         if cfg == 0:
             # cfg 0 is the unconditional prediction alone: one pass instead of two.
@@ -368,6 +376,7 @@ class W2SDGuider(comfy.samplers.CFGGuider):
             )
         )
         wrapped = comfy.samplers.KSAMPLER(function, sampler.extra_options, sampler.inpaint_options)
+        self.side_conds = self._side_conds(noise, latent_image, device, denoise_mask, seed, **kwargs)
         for m in self.separate_models:
             m.pre_run()
         try:
@@ -386,6 +395,30 @@ class W2SDGuider(comfy.samplers.CFGGuider):
         finally:
             for m in self.separate_models:
                 m.cleanup()
+
+    def _side_conds(self, noise, latent_image, device, denoise_mask, seed, **kwargs) -> dict[str, dict]:  # type: ignore[no-untyped-def]
+        """The conds as each side's own model encodes them, processed as CFGGuider.inner_sample processes
+        them for the sampler's model: some families encode them with the model's layers in `extra_conds`
+        (LTX-2's text connectors), so a separate checkpoint, or the sampler's model at a side's LoRA scale,
+        encodes them differently. Sides that encode them as the sampler's model does use its conds."""
+        out = {}
+        for role in ROLES:
+            model = self.pair.side(role).model
+            if any(model is m for m in self.separate_models):
+                base = model.model
+            elif any(s.get(role, s["main"]) != s["main"] for s in role_scales(self.main_model)):
+                model, base = self.main_model, self.inner_model
+            else:
+                continue
+            latent = latent_image
+            if latent is not None and torch.count_nonzero(latent) > 0:  # as the core: the empty latent stays
+                latent = base.process_latent_in(latent)
+            conds = {k: [c.copy() for c in v] for k, v in self.conds.items()}
+            with scales_of(model, role):
+                out[role] = comfy.samplers.process_conds(
+                    base, noise, conds, device, latent, denoise_mask, seed, **kwargs
+                )
+        return out
 
     @staticmethod
     def _side_model_options(model: Any, role: str, sigmas: torch.Tensor) -> dict:

@@ -14,7 +14,8 @@ from __future__ import annotations
 import logging
 import math
 import re
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
@@ -214,10 +215,28 @@ class _RoleScaleWrapper:
             self.holder.scale = main
 
 
+def _role_wrappers(model: Any) -> list[_RoleScaleWrapper]:
+    found = getattr(model, "wrappers", {}).get(comfy.patcher_extension.WrappersMP.APPLY_MODEL, {})
+    return [w for ws in found.values() for w in ws if isinstance(w, _RoleScaleWrapper)]
+
+
 def role_scales(model: Any) -> list[dict[str, float]]:
     """The per-role LoRA scales of every LoRA split applied to `model` (empty: none)."""
-    found = getattr(model, "wrappers", {}).get(comfy.patcher_extension.WrappersMP.APPLY_MODEL, {})
-    return [w.scales for ws in found.values() for w in ws if isinstance(w, _RoleScaleWrapper)]
+    return [w.scales for w in _role_wrappers(model)]
+
+
+@contextmanager
+def scales_of(model: Any, role: str) -> Iterator[None]:
+    """Every LoRA split on `model` at `role`'s scale, for work outside model calls: encoding the conds,
+    which some families do with the model's own layers (LTX-2's text connectors)."""
+    wrappers = _role_wrappers(model)
+    for w in wrappers:
+        w.holder.scale = w.scales.get(role, w.scales["main"])
+    try:
+        yield
+    finally:
+        for w in wrappers:
+            w.holder.scale = w.scales["main"]
 
 
 def make_lora_scale_model(
@@ -321,8 +340,10 @@ def _plan(
             _unsupported(name, "DoRA (dora_scale)", key)
         if reshape is not None:
             _unsupported(name, "reshaped LoRA (reshape_weight)", key)
-        if function is not None or (offset is not None and offset[0] != 0):
-            _unsupported(name, "sliced LoRA with a weight function", key)
+        if offset is not None and offset[0] != 0:
+            _unsupported(name, "LoRA on a slice of a weight's input dimension", key)
+        if function is not None:
+            up = _function_on_up(name, key, function, up, down)
         path = key[: -len(".weight")] if key.endswith(".weight") else key
         try:
             module = model.model.get_submodule(path)
@@ -353,6 +374,31 @@ def _plan(
     return layers, report
 
 
+def _function_on_up(
+    name: str, key: str, function: Callable[..., Any], up: torch.Tensor, down: torch.Tensor
+) -> torch.Tensor:
+    """`up` with the key map's weight function applied, when that function acts on output rows only.
+
+    ComfyUI maps a few diffusers keys with a function on the weight difference (Flux's `norm_out.linear`:
+    `swap_scale_shift`, the output halves swapped). A function that only reorders or rescales output rows
+    gives f(up @ down) == f(up) @ down, so the forward-time LoRA applies it to `up` once; checked here on
+    the LoRA's own tensors, anything else is refused."""
+    up2, down2 = up.reshape(up.shape[0], -1).float(), down.reshape(down.shape[0], -1).float()
+    try:
+        moved = function(up2)
+        expected = function(up2 @ down2)
+        fits = moved.shape == up2.shape and torch.allclose(moved @ down2, expected, rtol=1e-4, atol=1e-6)
+    except Exception:  # a function written for the weight's shape only
+        fits = False
+    if not fits:
+        raise ValueError(
+            f"LoRA '{name}': ComfyUI maps its key for {key} with a weight function that changes more than the "
+            "output rows, which the W2SD LoRA-scale splitter cannot apply at forward time. Use the stock "
+            "LoraLoader without the splitter."
+        )
+    return moved.to(up.dtype).reshape(up.shape)
+
+
 def _layer(
     name: str,
     path: str,
@@ -377,6 +423,13 @@ def _layer(
     out_features, in_features = module.weight.shape[0], module.weight.shape[1]
     out_slice = None
     if offset is not None:
+        if offset[1] + offset[2] > out_features:
+            # ComfyUI's diffusers q/k/v map for Lumina 2 assumes as many key/value heads as query heads.
+            raise ValueError(
+                f"LoRA '{name}': ComfyUI maps its key for {path} onto rows {offset[1]}..{offset[1] + offset[2]} "
+                f"of a weight with {out_features}; the key map does not fit this model (is it for another "
+                "variant, e.g. diffusers to_k/to_v keys on a model with fewer key/value heads?)"
+            )
         out_slice = (offset[1], offset[2])
         out_features = offset[2]
     rank = down.shape[0]

@@ -34,6 +34,15 @@ def sampling_settings(model: Any) -> str:
     return ", ".join(words)
 
 
+def prediction_type(model: Any) -> str:
+    """What the network predicts and how sigma mixes noise in (EPS, V_PREDICTION, CONST, COSMOS_RFLOW...)."""
+    sampling = model.get_model_object("model_sampling")
+    for c in type(sampling).__mro__:
+        if c.__module__ == "comfy.model_sampling" and "calculate_denoised" in c.__dict__:
+            return c.__name__
+    return type(sampling).__name__
+
+
 def same_sampling(a: Any, b: Any) -> bool:
     sa, sb = a.get_model_object("model_sampling"), b.get_model_object("model_sampling")
     if sa is sb:
@@ -50,6 +59,13 @@ def check_side_sampling(main: Any, pair: W2SDPair) -> None:
         side = pair.side(role).model
         if side is None or side is main or same_sampling(main, side):
             continue
+        families = type(side.model.model_config).__name__, type(main.model.model_config).__name__
+        if families[0] != families[1]:
+            raise ValueError(
+                f"W2SD pair: the {role} model is {families[0]} and the sampler's model {families[1]}: they sample on "
+                f"other noise schedules ({sampling_settings(side)} against {sampling_settings(main)}). Strong, weak "
+                "and main must be the same model family (a fine-tune of the same base)."
+            )
         raise ValueError(
             f"W2SD pair: the {role} model samples with {sampling_settings(side)}, but the sampler's model with "
             f"{sampling_settings(main)}. A ModelSampling node (ModelSamplingSD3, ModelSamplingAuraFlow, "

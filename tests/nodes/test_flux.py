@@ -2,16 +2,21 @@
 
 Flux dev takes its guidance scale as a condition (`FluxGuidance`), not through CFG: sampled at cfg 1, a
 strong side at guidance 3.5 against a weak side at 1.0 is a condition gap like the paper's CFG gap, at
-one network pass per evaluation. The fixture is a real Flux-shaped model (tests/fixtures/flux.py).
+one network pass per evaluation. The fixture is the family table's Flux (tests/fixtures/families.py: ComfyUI's
+Flux class, hidden 128, one double and one single block, through UNETLoader where the core's detection takes
+it) with plain text conditioning: no Kontext reference latent.
 """
 
 from __future__ import annotations
 
 from collections import Counter
+from dataclasses import replace
 
 import pytest
 import torch
-from fixtures.flux import FLUX_MINI, build_flux_mini, flux_conditioning
+from fixtures.families import build_family, conditioning, family, pooled
+
+FLUX_DEV = replace(family("flux_kontext"), name="flux_dev", extras=pooled(32))
 
 STEPS = 4
 REFLECTION = {
@@ -24,9 +29,8 @@ class FluxSetup:
     def __init__(self, comfyui):
         self.c = comfyui
         comfyui.load_pack()
-        build_flux_mini(comfyui.base_dir / "models" / "diffusion_models")
-        self.model = comfyui.execute("UNETLoader", unet_name=FLUX_MINI, weight_dtype="default")[0]
-        text = flux_conditioning(seed=1)
+        self.model = build_family(FLUX_DEV, comfyui.base_dir / "models", salt="a").model
+        text = conditioning(FLUX_DEV, seed=1)
         self.positive = comfyui.execute("FluxGuidance", conditioning=text, guidance=3.5)[0]
         self.weak_positive = comfyui.execute("FluxGuidance", conditioning=text, guidance=1.0)[0]
         self.negative = comfyui.execute("ConditioningZeroOut", conditioning=text)[0]
@@ -90,9 +94,10 @@ def test_guidance_gap_reaches_each_side_at_one_pass_per_evaluation(flux):
     assert {b for _, b, _ in log} == {1}, "cfg 1: the unconditional pass is skipped on every side"
     guidance = {role: {g for r, _, g in log if r == role} for role in ("main", "strong", "weak")}
     assert guidance == {"main": {(3.5,)}, "strong": {(3.5,)}, "weak": {(1.0,)}}
-    stock = flux.stock()
-    change = (latent - stock).abs().max().item() / stock.abs().max().item()
-    print(f"Flux guidance gap 3.5 vs 1.0: relative change from stock {change:.2e}")
+    # Against the same reflections with equal guidance: a pair whose weak conds were ignored gives that.
+    null = flux.w2sd(flux.guidance_pair(weak_positive=flux.positive))
+    change = (latent - null).abs().max().item() / null.abs().max().item()
+    print(f"Flux guidance gap 3.5 vs 1.0: relative change from equal guidance {change:.2e}")
     assert torch.isfinite(latent).all() and change > 1e-3
 
 

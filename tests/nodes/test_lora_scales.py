@@ -375,3 +375,21 @@ def test_lora_clip_is_the_stock_path(ls, checkpoint, lora_sd):
     assert len(patched.patcher.patches) == len([k for k in lora_sd if k.startswith("lora_te_")]) // 3
     assert {p[0] for ps in patched.patcher.patches.values() for p in ps} == {1.5}
     assert ls.lora_clip(clip, lora_sd, 0.0) is clip and ls.lora_clip(None, lora_sd, 1.0) is None
+
+
+def test_a_key_map_function_on_output_rows_applies_to_up(ls):
+    """Flux's diffusers `norm_out.linear` maps with swap_scale_shift (the output halves swapped): applied
+    to up, the LoRA's product is the swapped one (through the nodes: tests/nodes/test_families.py)."""
+    g = torch.Generator().manual_seed(0)
+    up, down = torch.randn(8, 4, generator=g), torch.randn(4, 6, generator=g)
+
+    def swap_halves(w):
+        a, b = w.chunk(2, dim=0)
+        return torch.cat([b, a], dim=0)
+
+    moved = ls._function_on_up("mini", "k.weight", swap_halves, up, down)
+    assert torch.allclose(moved @ down, swap_halves(up @ down))
+    with pytest.raises(
+        ValueError, match=r"its key for k\.weight with a weight function that changes more than"
+    ):
+        ls._function_on_up("mini", "k.weight", lambda w: w.flip(-1), up, down)

@@ -1,5 +1,5 @@
 """W2SD KSampler (Advanced) in-process against stock KSamplerAdvanced: two-stage runs (SD1.5 mini, and
-Wan 2.2 14B's two experts on cores that load the tiny Wan file), the guider path over split schedules,
+Wan 2.2 14B's two experts from tests/fixtures/families.py), the guider path over split schedules,
 the reflection window over a partial schedule, and stock's behaviour for stages that hold no step."""
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ from collections import Counter
 import pytest
 import torch
 from fixtures.checkpoints import SD15_MINI
-from fixtures.wan import WanUnsupported, build_wan_experts, wan_conditioning
+from fixtures.families import WAN_TEXT_DIM, build_family, conditioning, family
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 STEPS, SPLIT, CFG, SEED = 4, 2, 5.5, 7
@@ -80,17 +80,14 @@ def s(comfyui):
 
 @pytest.fixture(scope="module")
 def wan(comfyui):
-    """Wan 2.2 14B's shape: a high-noise and a low-noise expert, each through the stock UNETLoader."""
+    """Wan 2.2 14B's shape: a high-noise and a low-noise expert (the family table's Wan 2.1-class T2V with
+    two fills), through the stock UNETLoader where the core's detection takes the tiny file (0.29.0)."""
     comfyui.load_pack()
-    try:
-        high, low = build_wan_experts(comfyui.base_dir / "models" / "diffusion_models")
-    except WanUnsupported as e:
-        pytest.skip(str(e))
-    load = comfyui.execute
-    experts = [load("UNETLoader", unet_name=n, weight_dtype="default")[0] for n in (high, low)]
-    assert experts[0].model.diffusion_model.text_embedding[0].in_features == 32
-    latent = load("EmptyHunyuanLatentVideo", width=64, height=64, length=1, batch_size=1)[0]
-    setup = Setup(comfyui, experts[0], wan_conditioning(1), wan_conditioning(2), latent, "simple")
+    spec = family("wan21_t2v")
+    experts = [build_family(spec, comfyui.base_dir / "models", salt=s).model for s in ("high", "low")]
+    assert experts[0].model.diffusion_model.text_embedding[0].in_features == WAN_TEXT_DIM
+    latent = comfyui.execute("EmptyHunyuanLatentVideo", width=64, height=64, length=1, batch_size=1)[0]
+    setup = Setup(comfyui, experts[0], conditioning(spec, 1), conditioning(spec, 2), latent, "simple")
     setup.low = experts[1]
     return setup
 
