@@ -82,12 +82,21 @@ ADAPTIVE_STOP = 0.25  # the adaptive row's stop_ratio  # every step but the last
 
 
 @dataclass(frozen=True)
+class Guided:
+    """A two-model guider node users wire instead of W2SD, sampled by SamplerCustomAdvanced."""
+
+    node: str  # DualModelGuider (ComfyUI core) or AutoGuidanceCFGGuider (the ComfyUI-AutoGuidance pack)
+    inputs: dict[str, Any]
+
+
+@dataclass(frozen=True)
 class Row:
     name: str
     label: str
     reflection: dict[str, Any] | None = None  # None: stock KSampler
     cfg: float | None = None  # stock: a cfg other than the pair's
     steps: Callable[[int], int] | None = None  # stock: steps from T (equal NFE)
+    guider: Guided | None = None  # instead of a KSampler: the pair's two models through this guider
 
 
 def _w2sd(**changes: Any) -> dict[str, Any]:
@@ -170,6 +179,52 @@ ROWS: dict[str, Row] = {
     )
 }
 CFG_SWEEP = (1.0, 2.0, 3.0, 4.0, 5.5, 7.0, 9.0)
+
+# What users pick instead, on the same two models (Setup.guided: the strong/good model, the weak/bad one),
+# each row one guidance weight of a sweep (--guider-weights). DualModelGuider (ComfyUI 0.29.0, experimental)
+# runs the positive on the strong model and the negative on the weak one: weak + w * (strong - weak).
+# AutoGuidance (Karras et al. 2024, arXiv 2406.02507) through the ComfyUI-AutoGuidance pack: in its default
+# sequential_delta mode the weight is `w_autoguide` on top of the pair's cfg, its push capped at ag_max_ratio
+# of the CFG update; multi_guidance_paper with w_autoguide 2 is the paper's pure form, the weight as its cfg.
+AUTOGUIDANCE_NODE = "AutoGuidanceCFGGuider"
+AG_QUIET = {"debug_swap": False, "debug_metrics": False}  # its debug prints are on by default
+AG_RECIPE = {
+    "cfg": 1.1, "ag_delta_mode": "reject_cfg", "ag_max_ratio": 0.75, "ag_ramp_mode": "compose_early",
+    "ag_ramp_power": 2.0, "ag_ramp_floor": 0.0, "ag_post_cfg_mode": "skip",
+}  # fmt: skip
+"""The pack README's "one working recipe" (w_autoguide 3 there; swept here)."""
+GUIDER_SWEEPS: dict[str, tuple[str, str, Callable[[float], dict[str, Any]]]] = {
+    "dmg_sweep": ("dmg", "DualModelGuider cfg {w:g}", lambda w: {"cfg": w}),
+    "ag_sweep": ("ag", "AutoGuidance w {w:g} (node defaults)", lambda w: {"w_autoguide": w}),
+    "ag_uncapped_sweep": (
+        "ag_uncapped", "AutoGuidance w {w:g}, ag_max_ratio 0 (uncapped)",
+        lambda w: {"w_autoguide": w, "ag_max_ratio": 0.0},
+    ),
+    "ag_paper_sweep": (
+        "ag_paper", "AutoGuidance multi_guidance_paper, weight {w:g}",
+        lambda w: {"ag_combine_mode": "multi_guidance_paper", "w_autoguide": 2.0, "cfg": w},
+    ),
+    **{
+        f"ag_{ramp}_sweep": (
+            f"ag_{ramp}", f"AutoGuidance w {{w:g}}, {ramp} ramp, ag_max_ratio 1",
+            lambda w, ramp=ramp: {"w_autoguide": w, "ag_ramp_mode": ramp, "ag_max_ratio": 1.0},
+        )
+        for ramp in ("compose_early", "detail_late", "mid_peak")
+    },
+    "ag_recipe_sweep": (
+        "ag_recipe", "AutoGuidance w {w:g}, the pack README's recipe", lambda w: {**AG_RECIPE, "w_autoguide": w}
+    ),
+}  # fmt: skip
+"""--rows names -> (row name prefix, label, the guider's inputs for weight w)."""
+GUIDER_WEIGHTS = (1.5, 2.0, 3.0)
+
+
+def guider_rows(sweep: str, weights: tuple[float, ...]) -> list[Row]:
+    prefix, label, inputs = GUIDER_SWEEPS[sweep]
+    node = "DualModelGuider" if sweep == "dmg_sweep" else AUTOGUIDANCE_NODE
+    return [Row(f"{prefix}_{w:g}", label.format(w=w), guider=Guided(node, inputs(w))) for w in weights]
+
+
 QUICK_ROWS = ("stock", "stock_nfe", "w2sd", "explicit", "s2wd")
 
 
@@ -199,6 +254,9 @@ class Setup:
     cfg: float
     jobs: list[Job]
     """Sampled in equal shares (e.g. one per digit class)."""
+    guided: tuple[Any, Any] | None = None
+    """The two models a guider row contrasts (strong/good, weak/bad), each from its own loader; None: the
+    pair has no two-model form (a condition pair)."""
 
 
 @dataclass
@@ -220,6 +278,8 @@ class Session:
     c: Any
     names: Any  # the learned_models module (file-name constants, prompts)
     _cache: dict[str, Any] = field(default_factory=dict)
+    peers: dict[str, str] = field(default_factory=dict)
+    """Other packs loaded for their rows -> their commit (load_peer)."""
 
     def checkpoint(self, name: str) -> tuple[Any, Any, Any]:
         if name not in self._cache:
@@ -275,7 +335,11 @@ def sample_row(
                     negative=job.negative, latent_image=latent, denoise=1.0,
                 )  # fmt: skip
                 with count_nfe() as counters:
-                    if row.reflection is None:
+                    if row.guider is not None:
+                        out = sample_guided(
+                            s, setup, job, row.guider, steps, sampler_name, scheduler, chunk_seed, latent
+                        )
+                    elif row.reflection is None:
                         out = s.c.execute(
                             "KSampler", model=setup.stock_model, steps=row.steps(steps) if row.steps else steps,
                             cfg=setup.cfg if row.cfg is None else row.cfg, **common,
@@ -285,7 +349,9 @@ def sample_row(
                             "W2SDKSampler", model=setup.model, steps=steps, cfg=setup.cfg, pair=job.pair,
                             **row.reflection, **common,
                         )[0]  # fmt: skip
-                nfe += counters.total_nfe
+                # A guider row's NFE is its network passes: DualModelGuider and AutoGuidance evaluate two
+                # models inside one guider call (stock's cond and uncond share one pass, as elsewhere).
+                nfe += sum(counters.passes.values()) if row.guider is not None else counters.total_nfe
                 calls += 1
                 decoded = s.c.execute("VAEDecode", samples=out, vae=setup.vae)[0]
                 images.append(decoded.float().clamp(0, 1).numpy())
@@ -295,6 +361,33 @@ def sample_row(
         np.concatenate(images), np.concatenate(latents), np.array(classes), nfe // max(calls, 1),
         time.perf_counter() - start,
     )  # fmt: skip
+
+
+def sample_guided(
+    s: Session, setup: Setup, job: Job, g: Guided, steps: int, sampler_name: str, scheduler: str, seed: int,
+    latent: Any,
+) -> Any:  # fmt: skip
+    """One chunk through `g`'s guider node and SamplerCustomAdvanced, with the noise (RandomNoise) and sigmas
+    (BasicScheduler) KSampler makes for the same seed, steps and scheduler: rows stay paired by seed."""
+    if setup.guided is None:
+        raise ValueError(f"{g.node}: this pair has no two-model form")
+    good, bad = setup.guided
+    if g.node == AUTOGUIDANCE_NODE:
+        inputs = {"good_model": good, "bad_model": bad, "cfg": setup.cfg, **AG_QUIET, **g.inputs}
+    else:
+        inputs = {"model": good, "model_negative": bad, **g.inputs}
+    guider = s.c.execute(g.node, positive=job.positive, negative=job.negative, **inputs)[0]
+    noise = s.c.execute("RandomNoise", noise_seed=seed)[0]
+    sampler = s.c.execute("KSamplerSelect", sampler_name=sampler_name)[0]
+    sigmas = s.c.execute("BasicScheduler", model=good, scheduler=scheduler, steps=steps, denoise=1.0)[0]
+    return s.c.execute(
+        "SamplerCustomAdvanced",
+        noise=noise,
+        guider=guider,
+        sampler=sampler,
+        sigmas=sigmas,
+        latent_image=latent,
+    )[0]
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -420,7 +513,7 @@ class Result:
     """The judged values of every sample (ROW_VALUES), enough to recompute every figure: rows_json."""
 
 
-def start_session(stand_in: bool) -> Session:
+def start_session(stand_in: bool, autoguidance: Path | None = None) -> Session:
     from comfy_inprocess import start_inprocess
     from comfy_server import comfyui_dir
 
@@ -441,12 +534,41 @@ def start_session(stand_in: bool) -> Session:
     import comfy.utils
 
     comfy.utils.PROGRESS_BAR_ENABLED = False
-    return Session(c, names)
+    session = Session(c, names)
+    if autoguidance is not None:
+        session.peers["ComfyUI-AutoGuidance"] = load_peer(c, autoguidance, AUTOGUIDANCE_NODE)
+    return session
+
+
+def load_peer(c: Any, path: Path, node: str) -> str:
+    """Load another pack from its checkout through ComfyUI's custom-node loader; returns what identifies
+    its code: the git commit, else (a snapshot without .git) its version and a hash of its Python files."""
+    import hashlib
+    import subprocess
+
+    from comfy_inprocess import run_async
+
+    path = Path(path).resolve()
+    if not run_async(c.nodes.load_custom_node(str(path))) or node not in c.nodes.NODE_CLASS_MAPPINGS:
+        raise RuntimeError(f"{path}: ComfyUI did not load {node} from it (see the log above)")
+    git = subprocess.run(["git", "-C", str(path), "rev-parse", "HEAD"], capture_output=True, text=True)
+    if git.returncode == 0 and git.stdout.strip():
+        return f"{path.name} commit {git.stdout.strip()[:12]}"
+    h = hashlib.sha256()
+    for f in sorted(path.rglob("*.py")):
+        h.update(f.read_bytes())
+    version = next(
+        (ln.split("=", 1)[1].strip().strip('"') for ln in (path / "pyproject.toml").read_text().splitlines()
+         if ln.startswith("version")),
+        "unknown",
+    ) if (path / "pyproject.toml").is_file() else "unknown"  # fmt: skip
+    return f"{path.name} (no git metadata) version {version}, *.py sha256 {h.hexdigest()[:12]}"
 
 
 def run_benchmark(
     s: Session, judge: Judge, pairs: list[PairDef], rows: list[str], samplers: list[str], n: int,
     steps: int, batch: int, rounds: int, cfg_sweep: tuple[float, ...], log: Callable[[str], None] = print,
+    guider_weights: tuple[float, ...] = GUIDER_WEIGHTS,
 ) -> list[Result]:  # fmt: skip
     import torch
 
@@ -462,6 +584,11 @@ def run_benchmark(
                     for cfg in cfg_sweep
                     if cfg != setup.cfg
                 ]
+            sweeps = [r for r in rows if r in GUIDER_SWEEPS]
+            if sweeps and setup.guided is None:
+                log(f"{pair.key}: no two-model form; guider rows {', '.join(sweeps)} skipped")
+            elif sweeps:
+                plan += [row for sweep in sweeps for row in guider_rows(sweep, guider_weights)]
             for row in plan:
                 run = sample_row(s, setup, row, n, sampler, steps, batch, SEED)
                 values = judge.per_sample(run)
@@ -501,7 +628,10 @@ def row_setting(row: Row, setup: Setup, sampler: str, steps: int) -> dict[str, A
     """What a row ran, as the node inputs that differ between rows."""
     sampler_name, scheduler = SAMPLERS[sampler]
     out: dict[str, Any] = {"sampler_name": sampler_name, "scheduler": scheduler}
-    if row.reflection is None:
+    if row.guider is not None:
+        cfg = {} if "cfg" in row.guider.inputs else {"cfg": setup.cfg}
+        out.update(node=row.guider.node, steps=steps, **cfg, **row.guider.inputs)
+    elif row.reflection is None:
         cfg = setup.cfg if row.cfg is None else row.cfg
         out.update(node="KSampler", steps=row.steps(steps) if row.steps else steps, cfg=cfg)
     else:
@@ -730,13 +860,18 @@ def learned_pairs(lora_scales: dict[str, float] | None = None) -> list[PairDef]:
         weak = s.checkpoint(p["weak"])[0]
         pair = s.c.execute("W2SDModelPair", strong_model=strong, weak_model=weak)[0]
         job = Job(p["positive"], s.encode(clip, p["positive"]), s.encode(clip, p["negative"]), pair)
-        return Setup(strong, strong, vae, p["cfg"], [job])
+        return Setup(strong, strong, vae, p["cfg"], [job], guided=(strong, weak))
 
     def lora(s: Session) -> Setup:
         p = spec["lora"]
         model, stock, clip, vae, pair = lora_split(s, "lora")
         job = Job(p["positive"], s.encode(clip, p["positive"]), s.encode(clip, p["negative"]), pair)
-        return Setup(model, stock, vae, p["cfg"], [job])
+        # Guiders: the same LoRA on two loaders, at the scale stock samples with and at the weak side's.
+        base = s.checkpoint(spec["lora"]["checkpoint"])[0]
+        weak = s.c.execute(
+            "LoraLoaderModelOnly", model=base, lora_name=p["lora"], strength_model=p["scales"]["weak"]
+        )[0]
+        return Setup(model, stock, vae, p["cfg"], [job], guided=(stock, weak))
 
     def class_jobs(s: Session, clip: Any, negative: str, pair_of: Callable[[int], Any]) -> list[Job]:
         neg = s.encode(clip, negative)
@@ -828,6 +963,14 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--samples", type=int, default=500, help="samples per row (default 500)")
     p.add_argument("--steps", type=int, default=STEPS)
     p.add_argument("--cfgs", default=",".join(f"{c:g}" for c in CFG_SWEEP), help="the cfg_sweep row's values")
+    p.add_argument(
+        "--guider-weights", default=",".join(f"{w:g}" for w in GUIDER_WEIGHTS),
+        help="the guider sweeps' weights (DualModelGuider cfg, AutoGuidance w_autoguide or paper weight)",
+    )  # fmt: skip
+    p.add_argument(
+        "--autoguidance", type=Path, default=os.environ.get("W2SD_AUTOGUIDANCE"),
+        help="a ComfyUI-AutoGuidance checkout, loaded as a custom node for the ag_* rows ($W2SD_AUTOGUIDANCE)",
+    )  # fmt: skip
     p.add_argument("--batch", type=int, default=250, help="samples per node call")
     p.add_argument("--bootstrap", type=int, default=BOOTSTRAP, help="bootstrap rounds per figure")
     p.add_argument("--threads", type=int, default=1)
@@ -862,9 +1005,14 @@ def main(argv: list[str] | None = None) -> int:
     if args.quick:
         args.samples, args.rows = min(args.samples, 100), ",".join(QUICK_ROWS)
     rows = list(ROWS) + ["cfg_sweep"] if args.rows == "all" else args.rows.split(",")
-    unknown = [r for r in rows if r not in ROWS and r != "cfg_sweep"]
+    if "guiders" in rows:
+        rows[rows.index("guiders") : rows.index("guiders") + 1] = list(GUIDER_SWEEPS)
+    unknown = [r for r in rows if r not in ROWS and r != "cfg_sweep" and r not in GUIDER_SWEEPS]
     if unknown:
-        p.error(f"--rows: {', '.join(unknown)} unknown (allowed: {', '.join(ROWS)}, cfg_sweep)")
+        p.error(
+            f"--rows: {', '.join(unknown)} unknown (allowed: {', '.join(ROWS)}, cfg_sweep, "
+            f"{', '.join(GUIDER_SWEEPS)}, guiders)"
+        )
     samplers = list(SAMPLERS) if args.samplers == "all" else args.samplers.split(",")
     if bad := [x for x in samplers if x not in SAMPLERS]:
         p.error(f"--samplers: {', '.join(bad)} unknown (allowed: {', '.join(SAMPLERS)})")
@@ -876,7 +1024,20 @@ def main(argv: list[str] | None = None) -> int:
         except ValueError:
             p.error(f"--lora-scales: {args.lora_scales!r} is not three numbers MAIN,STRONG,WEAK")
         lora_scales = {"main": main_s, "strong": strong_s, "weak": weak_s}
-    s = start_session(args.stand_in)
+    wants_ag = any(r in GUIDER_SWEEPS and r != "dmg_sweep" for r in rows)
+    if wants_ag and args.autoguidance is None:
+        print(
+            "[W2SD] AutoGuidance rows skipped: no ComfyUI-AutoGuidance checkout given "
+            "(--autoguidance PATH or $W2SD_AUTOGUIDANCE)"
+        )
+        rows = [r for r in rows if r not in GUIDER_SWEEPS or r == "dmg_sweep"]
+    s = start_session(args.stand_in, args.autoguidance if wants_ag else None)
+    if "dmg_sweep" in rows and "DualModelGuider" not in s.c.nodes.NODE_CLASS_MAPPINGS:
+        print(
+            f"[W2SD] DualModelGuider rows skipped: ComfyUI {comfyui_version()} has no DualModelGuider node "
+            "(experimental, in 0.29.0's comfy_extras/nodes_custom_sampler.py)"
+        )
+        rows.remove("dmg_sweep")
     all_pairs = STAND_IN_PAIRS if args.stand_in else learned_pairs(lora_scales)
     keys = [x.key for x in all_pairs] if args.pairs == "all" else args.pairs.split(",")
     if bad := [k for k in keys if k not in {x.key for x in all_pairs}]:
@@ -896,6 +1057,9 @@ def main(argv: list[str] | None = None) -> int:
             f"{args.steps} steps, {SIZE} px (8x8 latents), {args.samples} samples per row from fixed seeds, "
             f"{args.bootstrap} bootstrap rounds; weights: {weights_id(args.stand_in)}; command: `benchmarks/learned.py {' '.join(argv or sys.argv[1:])}`",
         ]
+        if any(r in GUIDER_SWEEPS for r in rows):
+            peers = "; ".join(f"{k}: {v}" for k, v in s.peers.items()) or "none loaded"
+            meta.append(f"ComfyUI {comfyui_version()}; other packs: {peers}")
         text = markdown(pairs, results, meta)
         if not args.no_write:  # after every pair, so a long run that stops keeps what it measured
             args.results.parent.mkdir(parents=True, exist_ok=True)
@@ -905,7 +1069,7 @@ def main(argv: list[str] | None = None) -> int:
                 "run": f"{started:%Y-%m-%d %H:%M} UTC", "finished": final, "command": f"benchmarks/learned.py {' '.join(argv or sys.argv[1:])}",
                 "machine": machine(), "comfyui": comfyui_version(), "weights": weights_id(args.stand_in),
                 "steps": args.steps, "samples": args.samples, "bootstrap": args.bootstrap, "seed": SEED,
-                "minority": list(judge.minority),
+                "minority": list(judge.minority), "peers": s.peers,
             }  # fmt: skip
             rows_path.parent.mkdir(parents=True, exist_ok=True)
             rows_path.write_text(json.dumps(rows_json(results, run_meta), separators=(",", ":")) + "\n")
@@ -923,6 +1087,7 @@ def main(argv: list[str] | None = None) -> int:
             args.batch,
             args.bootstrap,
             tuple(float(c) for c in args.cfgs.split(",")),
+            guider_weights=tuple(float(w) for w in args.guider_weights.split(",")),
         )
         report(final=False)
     print(report(final=True))
