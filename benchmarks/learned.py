@@ -513,7 +513,7 @@ class Result:
     """The judged values of every sample (ROW_VALUES), enough to recompute every figure: rows_json."""
 
 
-def start_session(stand_in: bool, autoguidance: Path | None = None) -> Session:
+def start_session(stand_in: bool, autoguidance: Path | None = None, ag_fix: bool = True) -> Session:
     from comfy_inprocess import start_inprocess
     from comfy_server import comfyui_dir
 
@@ -537,7 +537,45 @@ def start_session(stand_in: bool, autoguidance: Path | None = None) -> Session:
     session = Session(c, names)
     if autoguidance is not None:
         session.peers["ComfyUI-AutoGuidance"] = load_peer(c, autoguidance, AUTOGUIDANCE_NODE)
+        if ag_fix:
+            encode_autoguidance_bad_conds(c)
+            session.peers["ComfyUI-AutoGuidance"] += " + encode_autoguidance_bad_conds"
     return session
+
+
+def encode_autoguidance_bad_conds(c: Any) -> None:
+    """Make ComfyUI-AutoGuidance run on SD3-family models (these digit MMDiTs) without touching its math.
+
+    As shipped (5c72aa5) its guider hands the bad model's pass conditionings that the core never encoded
+    for that model (no `c_crossattn`): SD1.5 / SDXL recover through its own retry on the shape error, an
+    MMDiT fails (TypeError in layer_norm, ComfyUI 0.3.75 and 0.29.0). Encode them the way CFGGuider encodes
+    the good model's, before its sampling loop (`--autoguidance-as-shipped` leaves the pack alone)."""
+    import comfy.samplers
+
+    guider = sys.modules[c.nodes.NODE_CLASS_MAPPINGS[AUTOGUIDANCE_NODE].__module__].Guider_AutoGuidanceCFG
+    original = guider.inner_sample
+
+    def inner_sample(
+        self, noise, latent_image, device, sampler, sigmas, denoise_mask, callback, disable_pbar, seed, **kw
+    ):
+        self.bad_conds = comfy.samplers.process_conds(
+            self.inner_bad_model, noise, self.bad_conds, device, latent_image, denoise_mask, seed
+        )
+        return original(
+            self,
+            noise,
+            latent_image,
+            device,
+            sampler,
+            sigmas,
+            denoise_mask,
+            callback,
+            disable_pbar,
+            seed,
+            **kw,
+        )
+
+    guider.inner_sample = inner_sample
 
 
 def load_peer(c: Any, path: Path, node: str) -> str:
@@ -971,6 +1009,10 @@ def main(argv: list[str] | None = None) -> int:
         "--autoguidance", type=Path, default=os.environ.get("W2SD_AUTOGUIDANCE"),
         help="a ComfyUI-AutoGuidance checkout, loaded as a custom node for the ag_* rows ($W2SD_AUTOGUIDANCE)",
     )  # fmt: skip
+    p.add_argument(
+        "--autoguidance-as-shipped", action="store_true",
+        help="do not encode its bad pass's conditionings (encode_autoguidance_bad_conds): fails on these models",
+    )  # fmt: skip
     p.add_argument("--batch", type=int, default=250, help="samples per node call")
     p.add_argument("--bootstrap", type=int, default=BOOTSTRAP, help="bootstrap rounds per figure")
     p.add_argument("--threads", type=int, default=1)
@@ -1031,7 +1073,9 @@ def main(argv: list[str] | None = None) -> int:
             "(--autoguidance PATH or $W2SD_AUTOGUIDANCE)"
         )
         rows = [r for r in rows if r not in GUIDER_SWEEPS or r == "dmg_sweep"]
-    s = start_session(args.stand_in, args.autoguidance if wants_ag else None)
+    s = start_session(
+        args.stand_in, args.autoguidance if wants_ag else None, not args.autoguidance_as_shipped
+    )
     if "dmg_sweep" in rows and "DualModelGuider" not in s.c.nodes.NODE_CLASS_MAPPINGS:
         print(
             f"[W2SD] DualModelGuider rows skipped: ComfyUI {comfyui_version()} has no DualModelGuider node "
