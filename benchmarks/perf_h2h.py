@@ -235,6 +235,12 @@ def main(argv: list[str] | None = None) -> int:
         )
         print("\n" + text, flush=True)
         if not args.no_write:
+            if not args.out.exists():
+                args.out.write_text(
+                    "# W2SD or autoguidance: what each costs on the same graphs\n\n"
+                    "Made by `benchmarks/perf_h2h.py` (see its docstring). Every table is one run; ratios are "
+                    "taken within the run. Sections are replaced when the same model/device/core is re-run.\n\n"
+                )
             perf.write_section(args.out, f"{args.model}:{args.device}:{version}", text)
             print(f"\nwritten to {args.out}", flush=True)
     finally:
