@@ -606,7 +606,7 @@ def load_peer(c: Any, path: Path, node: str) -> str:
 def run_benchmark(
     s: Session, judge: Judge, pairs: list[PairDef], rows: list[str], samplers: list[str], n: int,
     steps: int, batch: int, rounds: int, cfg_sweep: tuple[float, ...], log: Callable[[str], None] = print,
-    guider_weights: tuple[float, ...] = GUIDER_WEIGHTS,
+    guider_weights: tuple[float, ...] = GUIDER_WEIGHTS, on_row: Callable[[list[Result]], None] | None = None,
 ) -> list[Result]:  # fmt: skip
     import torch
 
@@ -615,18 +615,18 @@ def run_benchmark(
         with torch.inference_mode():
             setup = pair.build(s)
         for sampler in samplers:
-            plan = [ROWS[r] for r in rows if r in ROWS]
-            if "cfg_sweep" in rows:
-                plan += [
-                    Row(f"cfg_{cfg:g}", f"stock cfg {cfg:g}", cfg=cfg)
-                    for cfg in cfg_sweep
-                    if cfg != setup.cfg
-                ]
-            sweeps = [r for r in rows if r in GUIDER_SWEEPS]
-            if sweeps and setup.guided is None:
-                log(f"{pair.key}: no two-model form; guider rows {', '.join(sweeps)} skipped")
-            elif sweeps:
-                plan += [row for sweep in sweeps for row in guider_rows(sweep, guider_weights)]
+            plan: list[Row] = []
+            for name in rows:  # in the order asked for
+                if name in ROWS:
+                    plan.append(ROWS[name])
+                elif name == "cfg_sweep":
+                    plan += [
+                        Row(f"cfg_{c:g}", f"stock cfg {c:g}", cfg=c) for c in cfg_sweep if c != setup.cfg
+                    ]
+                elif name in GUIDER_SWEEPS and setup.guided is None:
+                    log(f"{pair.key}: no two-model form; {name} skipped")
+                elif name in GUIDER_SWEEPS:
+                    plan += guider_rows(name, guider_weights)
             for row in plan:
                 run = sample_row(s, setup, row, n, sampler, steps, batch, SEED)
                 values = judge.per_sample(run)
@@ -644,6 +644,8 @@ def run_benchmark(
                     for m in (pair.metric, "frechet"):
                         result.delta[m] = paired_difference(stats[m], stock.stats[m], result.n, rounds)
                 results.append(result)
+                if on_row is not None:
+                    on_row(results)
                 log(
                     f"{pair.key:12s} {sampler:20s} {row.name:16s} NFE {run.nfe:3d}  {pair.metric} "
                     f"{result.target.text()}  frechet {result.quality.text(2)}  ({run.wall:.1f} s, n={result.n})"
@@ -1093,7 +1095,7 @@ def main(argv: list[str] | None = None) -> int:
     rows_path = args.rows_json or ROWS_DIR / f"{started:%Y-%m-%dT%H%MZ}.json"
     results: list[Result] = []
 
-    def report(final: bool) -> str:
+    def report(final: bool, partial: list[Result] | None = None) -> str:
         wall = time.perf_counter() - start
         meta = [
             f"Run {datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC, {wall / 60:.1f} min"
@@ -1104,11 +1106,12 @@ def main(argv: list[str] | None = None) -> int:
         if any(r in GUIDER_SWEEPS for r in rows):
             peers = "; ".join(f"{k}: {v}" for k, v in s.peers.items()) or "none loaded"
             meta.append(f"ComfyUI {comfyui_version()}; other packs: {peers}")
-        text = markdown(pairs, results, meta)
-        if not args.no_write:  # after every pair, so a long run that stops keeps what it measured
+        done = results + (partial or [])
+        text = markdown(pairs, done, meta)
+        if not args.no_write:  # after every row, so a long run that stops keeps what it measured
             args.results.parent.mkdir(parents=True, exist_ok=True)
             args.results.write_text(text)
-            figure(pairs, results, samplers[0], args.figure)
+            figure(pairs, done, samplers[0], args.figure)
             run_meta = {
                 "run": f"{started:%Y-%m-%d %H:%M} UTC", "finished": final, "command": f"benchmarks/learned.py {' '.join(argv or sys.argv[1:])}",
                 "machine": machine(), "comfyui": comfyui_version(), "weights": weights_id(args.stand_in),
@@ -1116,7 +1119,7 @@ def main(argv: list[str] | None = None) -> int:
                 "minority": list(judge.minority), "peers": s.peers,
             }  # fmt: skip
             rows_path.parent.mkdir(parents=True, exist_ok=True)
-            rows_path.write_text(json.dumps(rows_json(results, run_meta), separators=(",", ":")) + "\n")
+            rows_path.write_text(json.dumps(rows_json(done, run_meta), separators=(",", ":")) + "\n")
         return text
 
     for pair in pairs:
@@ -1132,6 +1135,7 @@ def main(argv: list[str] | None = None) -> int:
             args.bootstrap,
             tuple(float(c) for c in args.cfgs.split(",")),
             guider_weights=tuple(float(w) for w in args.guider_weights.split(",")),
+            on_row=lambda partial: report(final=False, partial=partial),  # a stopped run keeps every row
         )
         report(final=False)
     print(report(final=True))
