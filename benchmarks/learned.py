@@ -713,32 +713,50 @@ def rows_json(results: list[Result], meta: dict[str, Any]) -> dict[str, Any]:
     return {"format": ROWS_FORMAT, **meta, "rows": rows}
 
 
-def load_rows(path: Path, rounds: int = BOOTSTRAP) -> list[Result]:
-    """Results from a rows file, every figure and paired interval recomputed from the stored samples."""
+def load_rows(paths: list[Path], rounds: int = BOOTSTRAP, against: str = "stock") -> list[Result]:
+    """Results from rows files (a row already read from an earlier file is skipped), every figure and
+    paired interval recomputed from the stored samples. Runs share their seeds, so rows of different runs
+    pair sample by sample: the paired column is taken against the row `against` of the same pair and
+    sampler, wherever it was run."""
     import judges
 
-    data = json.loads(Path(path).read_text())
-    if data.get("format") != ROWS_FORMAT:
-        raise ValueError(f"{path}: format {data.get('format')!r}, this script reads {ROWS_FORMAT}")
-    judge = Judge(stand_in=False, minority=tuple(data["minority"]))
     results: list[Result] = []
-    for row in data["rows"]:
-        v = {k: np.asarray(x) for k, x in row["samples"].items()}
-        v["digits"] = v["digits"].reshape(-1, 8, 8).astype(np.float32)
-        n = len(v["pred"])
-        stats = {m: judge.stat(m, v, v["classes"]) for m in (row["metric"], *QUALITY)}
-        result = Result(
-            row["pair"], row["sampler"], row["row"], row["label"], row["nfe"], n, row["wall_s"],
-            {m: bootstrap(f, n, rounds) for m, f in stats.items()}, judges.digit_to_image(v["digits"][:36]),
-            row["metric"], stats, setting=row["setting"], per_sample=v,
-        )  # fmt: skip
-        stock = next(
-            (r for r in results if (r.pair, r.sampler, r.row) == (result.pair, result.sampler, "stock")), None
+    for path in paths:
+        data = json.loads(Path(path).read_text())
+        if data.get("format") != ROWS_FORMAT:
+            raise ValueError(f"{path}: format {data.get('format')!r}, this script reads {ROWS_FORMAT}")
+        judge = Judge(stand_in=False, minority=tuple(data["minority"]))
+        for row in data["rows"]:
+            if any((r.pair, r.sampler, r.row) == (row["pair"], row["sampler"], row["row"]) for r in results):
+                continue
+            v = {k: np.asarray(x) for k, x in row["samples"].items()}
+            v["digits"] = v["digits"].reshape(-1, 8, 8).astype(np.float32)
+            n = len(v["pred"])
+            stats = {m: judge.stat(m, v, v["classes"]) for m in (row["metric"], *QUALITY)}
+            results.append(
+                Result(
+                    row["pair"],
+                    row["sampler"],
+                    row["row"],
+                    row["label"],
+                    row["nfe"],
+                    n,
+                    row["wall_s"],
+                    {m: bootstrap(f, n, rounds) for m, f in stats.items()},
+                    judges.digit_to_image(v["digits"][:36]),
+                    row["metric"],
+                    stats,
+                    setting=row["setting"],
+                    per_sample=v,
+                )  # fmt: skip
+            )
+    for result in results:
+        ref = next(
+            (r for r in results if (r.pair, r.sampler, r.row) == (result.pair, result.sampler, against)), None
         )
-        if stock is not None and stock.n == n:
+        if ref is not None and ref is not result and ref.n == result.n:
             for m in (result.metric, "frechet"):
-                result.delta[m] = paired_difference(stats[m], stock.stats[m], n, rounds)
-        results.append(result)
+                result.delta[m] = paired_difference(result.stats[m], ref.stats[m], result.n, rounds)
     return results
 
 
@@ -779,7 +797,7 @@ def verdict(pair: PairDef, results: list[Result], sampler: str) -> str:
     return f"yes: no stock row (cfg sweep, equal NFE) reaches W2SD's target at its quality{gain}"
 
 
-def markdown(pairs: list[PairDef], results: list[Result], meta: list[str]) -> str:
+def markdown(pairs: list[PairDef], results: list[Result], meta: list[str], against: str = "stock") -> str:
     lines = ["# W2SD on trained models: the paper's pairs in miniature, through the nodes", ""]
     lines += [f"- {m}" for m in meta] + [""]
     for pair in pairs:
@@ -791,7 +809,7 @@ def markdown(pairs: list[PairDef], results: list[Result], meta: list[str]) -> st
                 "(classifier features vs held-out real digits), `nn_distance` (pixels to the nearest held-out "
                 "digit), `out_of_range` (share of decoded pixels outside [0, 1]). [95% bootstrap interval].",
                 "",
-                f"| row | NFE | {pair.metric} | vs stock (paired) | frechet | vs stock (paired) | nn_distance "
+                f"| row | NFE | {pair.metric} | vs {against} (paired) | frechet | vs {against} (paired) | nn_distance "
                 "| out_of_range | n | wall s |",
                 "|---|---|---|---|---|---|---|---|---|---|",
             ]
@@ -1039,9 +1057,12 @@ def main(argv: list[str] | None = None) -> int:
         "--redraw", type=Path, nargs="+", default=None, metavar="ROWS_JSON",
         help="sample nothing: print the tables of these rows files, every figure recomputed from their samples",
     )  # fmt: skip
+    p.add_argument(
+        "--against", default="stock", help="--redraw: the row the paired columns are taken against"
+    )
     args = p.parse_args(argv)
     if args.redraw:
-        return redraw(args.redraw, args.bootstrap)
+        return redraw(args.redraw, args.bootstrap, args.against)
 
     import torch
 
@@ -1144,18 +1165,19 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
-def redraw(paths: list[Path], rounds: int) -> int:
-    """The tables of saved rows files (load_rows), without ComfyUI."""
+def redraw(paths: list[Path], rounds: int, against: str = "stock") -> int:
+    """The tables of saved rows files (load_rows), one per pair and sampler, without ComfyUI."""
+    results = load_rows(paths, rounds, against)
+    keys = dict.fromkeys(r.pair for r in results)
+    pairs = [pd for pd in learned_pairs() if pd.key in keys]
+    meta = []
     for path in paths:
-        results = load_rows(path, rounds)
         data = json.loads(path.read_text())
-        keys = dict.fromkeys(r.pair for r in results)
-        pairs = [pd for pd in learned_pairs() if pd.key in keys]
-        meta = [
-            f"{path.name}: run {data['run']}, {data['machine']}, ComfyUI {data['comfyui']}",
-            f"command: `{data['command']}`",
-        ]
-        print(markdown(pairs, results, meta))
+        meta.append(f"{path.name}: run {data['run']}, {data['machine']}, ComfyUI {data['comfyui']}")
+        meta.append(
+            f"command: `{data['command']}`" + (f"; other packs: {data['peers']}" if data.get("peers") else "")
+        )
+    print(markdown(pairs, results, meta, against))
     return 0
 
 
