@@ -17,11 +17,21 @@ warm_start inversion (explicit's cost) alone and with reuse_strong (1.5x stock's
 window), over the default window, every step and the later half (whose fixed_point row is `late`).
 Every figure carries a 95% bootstrap interval over the samples (each sample = its own seeded noise).
 
+What users would pick instead, on the same two models (the two checkpoints; for the LoRA pair the same
+LoRA at the stock scale and at the weak side's on two loaders), through SamplerCustomAdvanced with the
+noise and sigmas KSampler draws for the same seeds (`--rows guiders`, or one sweep, over
+`--guider-weights`): the core's DualModelGuider (ComfyUI 0.29.0, experimental; `dmg_sweep`) and the
+ComfyUI-AutoGuidance pack (`--autoguidance PATH`; `ag_sweep` its defaults, `ag_paper_sweep` its
+multi_guidance_paper mode, `ag_uncapped_sweep`, one sweep per ramp, `ag_recipe_sweep` its README's
+recipe). A guider row's NFE is its network passes.
+
     .venv/bin/python benchmarks/learned.py                       # the published run (writes results)
     .venv/bin/python benchmarks/learned.py --quick               # 100 samples, euler, a few rows
     .venv/bin/python benchmarks/learned.py --pairs cfg --rows stock,w2sd,s2wd --samples 200
     .venv/bin/python benchmarks/learned.py --stand-in --quick    # plumbing only: random-weight SD3 mini
 
+    W2SD_COMFYUI_VERSION=0.29.0 .venv-0.29.0/bin/python benchmarks/learned.py --pairs checkpoints,lora \
+        --rows stock,warm_all,guiders --autoguidance ../ComfyUI-AutoGuidance      # W2SD beside the guiders
     .venv/bin/python benchmarks/learned.py --redraw benchmarks/results/learned_rows/<run>.json  # no sampling
 
 Writes benchmarks/results/learned.md (unless --no-write), docs/images/learned.png and every row's judged
