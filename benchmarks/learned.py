@@ -23,7 +23,7 @@ noise and sigmas KSampler draws for the same seeds (`--rows guiders`, or one swe
 `--guider-weights`): the core's DualModelGuider (ComfyUI 0.29.0, experimental; `dmg_sweep`) and the
 ComfyUI-AutoGuidance pack (`--autoguidance PATH`; `ag_sweep` its defaults, `ag_paper_sweep` its
 multi_guidance_paper mode, `ag_uncapped_sweep`, one sweep per ramp, `ag_recipe_sweep` its README's
-recipe). A guider row's NFE is its network passes.
+recipe). A guider row's NFE is its model evaluations (count_model_evaluations).
 
     .venv/bin/python benchmarks/learned.py                       # the published run (writes results)
     .venv/bin/python benchmarks/learned.py --quick               # 100 samples, euler, a few rows
@@ -42,6 +42,7 @@ recomputes every figure and paired interval from them).
 from __future__ import annotations
 
 import argparse
+import contextlib
 import copy
 import json
 import os
@@ -50,7 +51,7 @@ import sys
 import tempfile
 import textwrap
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -324,6 +325,27 @@ def count_nfe() -> Any:
     return perf.instrument(perf.Counters())
 
 
+@contextlib.contextmanager
+def count_model_evaluations() -> Iterator[list[int]]:
+    """Calls of comfy.samplers.calc_cond_batch: one per model evaluation of a step, its conds batched as
+    ComfyUI batches them (stock's cond and uncond: one), however ComfyUI then splits the batch to fit
+    memory (network passes do depend on that). DualModelGuider and AutoGuidance make theirs there."""
+    import comfy.samplers
+    import perf
+
+    calls = [0]
+
+    def make(original: Callable[..., Any]) -> Callable[..., Any]:
+        def counted(*args: Any, **kwargs: Any) -> Any:
+            calls[0] += 1
+            return original(*args, **kwargs)
+
+        return counted
+
+    with perf._patched(comfy.samplers, "calc_cond_batch", make):
+        yield calls
+
+
 def sample_row(
     s: Session, setup: Setup, row: Row, n: int, sampler: str, steps: int, batch: int, seed: int
 ) -> Run:
@@ -344,7 +366,7 @@ def sample_row(
                     seed=chunk_seed, sampler_name=sampler_name, scheduler=scheduler, positive=job.positive,
                     negative=job.negative, latent_image=latent, denoise=1.0,
                 )  # fmt: skip
-                with count_nfe() as counters:
+                with count_nfe() as counters, count_model_evaluations() as evaluations:
                     if row.guider is not None:
                         out = sample_guided(
                             s, setup, job, row.guider, steps, sampler_name, scheduler, chunk_seed, latent
@@ -359,9 +381,8 @@ def sample_row(
                             "W2SDKSampler", model=setup.model, steps=steps, cfg=setup.cfg, pair=job.pair,
                             **row.reflection, **common,
                         )[0]  # fmt: skip
-                # A guider row's NFE is its network passes: DualModelGuider and AutoGuidance evaluate two
-                # models inside one guider call (stock's cond and uncond share one pass, as elsewhere).
-                nfe += sum(counters.passes.values()) if row.guider is not None else counters.total_nfe
+                # DualModelGuider and AutoGuidance evaluate two models inside one guider call.
+                nfe += evaluations[0] if row.guider is not None else counters.total_nfe
                 calls += 1
                 decoded = s.c.execute("VAEDecode", samples=out, vae=setup.vae)[0]
                 images.append(decoded.float().clamp(0, 1).numpy())
