@@ -98,6 +98,7 @@ class Guided:
 
     node: str  # DualModelGuider (ComfyUI core) or AutoGuidanceCFGGuider (the ComfyUI-AutoGuidance pack)
     inputs: dict[str, Any]
+    two_loads: bool = False  # the weak side on a second load of the base (Setup.guided_two_loads)
 
 
 @dataclass(frozen=True)
@@ -206,6 +207,9 @@ AG_RECIPE = {
 """The pack README's "one working recipe" (w_autoguide 3 there; swept here)."""
 GUIDER_SWEEPS: dict[str, tuple[str, str, Callable[[float], dict[str, Any]]]] = {
     "dmg_sweep": ("dmg", "DualModelGuider cfg {w:g}", lambda w: {"cfg": w}),
+    "dmg_two_loads_sweep": (
+        "dmg_two_loads", "DualModelGuider cfg {w:g}, weak LoRA on a second load of the base", lambda w: {"cfg": w}
+    ),
     "ag_sweep": ("ag", "AutoGuidance w {w:g} (node defaults)", lambda w: {"w_autoguide": w}),
     "ag_uncapped_sweep": (
         "ag_uncapped", "AutoGuidance w {w:g}, ag_max_ratio 0 (uncapped)",
@@ -232,8 +236,9 @@ GUIDER_WEIGHTS = (1.5, 2.0, 3.0)
 
 def guider_rows(sweep: str, weights: tuple[float, ...]) -> list[Row]:
     prefix, label, inputs = GUIDER_SWEEPS[sweep]
-    node = "DualModelGuider" if sweep == "dmg_sweep" else AUTOGUIDANCE_NODE
-    return [Row(f"{prefix}_{w:g}", label.format(w=w), guider=Guided(node, inputs(w))) for w in weights]
+    node = "DualModelGuider" if sweep.startswith("dmg_") else AUTOGUIDANCE_NODE
+    two = sweep == "dmg_two_loads_sweep"
+    return [Row(f"{prefix}_{w:g}", label.format(w=w), guider=Guided(node, inputs(w), two)) for w in weights]
 
 
 QUICK_ROWS = ("stock", "stock_nfe", "w2sd", "explicit", "s2wd")
@@ -268,6 +273,10 @@ class Setup:
     guided: tuple[Any, Any] | None = None
     """The two models a guider row contrasts (strong/good, weak/bad), each from its own loader; None: the
     pair has no two-model form (a condition pair)."""
+    guided_two_loads: tuple[Any, Any] | None = None
+    """The LoRA pair's two models with the weak side's LoRA on a second load of the base: DualModelGuider
+    runs both of its models with one set of weights when they share a base (the negative's LoRA is
+    never applied), so this is how it can contrast two scales of one LoRA at all."""
 
 
 @dataclass
@@ -400,9 +409,10 @@ def sample_guided(
 ) -> Any:  # fmt: skip
     """One chunk through `g`'s guider node and SamplerCustomAdvanced, with the noise (RandomNoise) and sigmas
     (BasicScheduler) KSampler makes for the same seed, steps and scheduler: rows stay paired by seed."""
-    if setup.guided is None:
-        raise ValueError(f"{g.node}: this pair has no two-model form")
-    good, bad = setup.guided
+    models = setup.guided_two_loads if g.two_loads else setup.guided
+    if models is None:
+        raise ValueError(f"{g.node}: this pair has no such two-model form")
+    good, bad = models
     if g.node == AUTOGUIDANCE_NODE:
         inputs = {"good_model": good, "bad_model": bad, "cfg": setup.cfg, **AG_QUIET, **g.inputs}
     else:
@@ -654,8 +664,10 @@ def run_benchmark(
                     plan += [
                         Row(f"cfg_{c:g}", f"stock cfg {c:g}", cfg=c) for c in cfg_sweep if c != setup.cfg
                     ]
-                elif name in GUIDER_SWEEPS and setup.guided is None:
-                    log(f"{pair.key}: no two-model form; {name} skipped")
+                elif name in GUIDER_SWEEPS and (
+                    setup.guided is None or (name == "dmg_two_loads_sweep" and setup.guided_two_loads is None)
+                ):
+                    log(f"{pair.key}: no such two-model form; {name} skipped")
                 elif name in GUIDER_SWEEPS:
                     plan += guider_rows(name, guider_weights)
             for row in plan:
@@ -702,6 +714,8 @@ def row_setting(row: Row, setup: Setup, sampler: str, steps: int) -> dict[str, A
     if row.guider is not None:
         cfg = {} if "cfg" in row.guider.inputs else {"cfg": setup.cfg}
         out.update(node=row.guider.node, steps=steps, **cfg, **row.guider.inputs)
+        if row.guider.two_loads:
+            out["weak_on_a_second_load"] = True
     elif row.reflection is None:
         cfg = setup.cfg if row.cfg is None else row.cfg
         out.update(node="KSampler", steps=row.steps(steps) if row.steps else steps, cfg=cfg)
@@ -960,7 +974,18 @@ def learned_pairs(lora_scales: dict[str, float] | None = None) -> list[PairDef]:
         weak = s.c.execute(
             "LoraLoaderModelOnly", model=base, lora_name=p["lora"], strength_model=p["scales"]["weak"]
         )[0]
-        return Setup(model, stock, vae, p["cfg"], [job], guided=(stock, weak))
+        import comfy.sd
+        import folder_paths
+
+        # A second, separate load of the base (what a user gets from a copy of the file).
+        path = folder_paths.get_full_path_or_raise("checkpoints", spec["lora"]["checkpoint"])
+        second = comfy.sd.load_checkpoint_guess_config(path, output_vae=False, output_clip=False)[0]
+        weak_apart = s.c.execute(
+            "LoraLoaderModelOnly", model=second, lora_name=p["lora"], strength_model=p["scales"]["weak"]
+        )[0]
+        return Setup(
+            model, stock, vae, p["cfg"], [job], guided=(stock, weak), guided_two_loads=(stock, weak_apart)
+        )
 
     def class_jobs(s: Session, clip: Any, negative: str, pair_of: Callable[[int], Any]) -> list[Job]:
         neg = s.encode(clip, negative)
@@ -1120,22 +1145,23 @@ def main(argv: list[str] | None = None) -> int:
         except ValueError:
             p.error(f"--lora-scales: {args.lora_scales!r} is not three numbers MAIN,STRONG,WEAK")
         lora_scales = {"main": main_s, "strong": strong_s, "weak": weak_s}
-    wants_ag = any(r in GUIDER_SWEEPS and r != "dmg_sweep" for r in rows)
+    wants_ag = any(r in GUIDER_SWEEPS and not r.startswith("dmg_") for r in rows)
     if wants_ag and args.autoguidance is None:
         print(
             "[W2SD] AutoGuidance rows skipped: no ComfyUI-AutoGuidance checkout given "
             "(--autoguidance PATH or $W2SD_AUTOGUIDANCE)"
         )
-        rows = [r for r in rows if r not in GUIDER_SWEEPS or r == "dmg_sweep"]
+        rows = [r for r in rows if r not in GUIDER_SWEEPS or r.startswith("dmg_")]
     s = start_session(
         args.stand_in, args.autoguidance if wants_ag else None, not args.autoguidance_as_shipped
     )
-    if "dmg_sweep" in rows and "DualModelGuider" not in s.c.nodes.NODE_CLASS_MAPPINGS:
+    dmg = [r for r in rows if r.startswith("dmg_")]
+    if dmg and "DualModelGuider" not in s.c.nodes.NODE_CLASS_MAPPINGS:
         print(
             f"[W2SD] DualModelGuider rows skipped: ComfyUI {comfyui_version()} has no DualModelGuider node "
             "(experimental, in 0.29.0's comfy_extras/nodes_custom_sampler.py)"
         )
-        rows.remove("dmg_sweep")
+        rows = [r for r in rows if r not in dmg]
     all_pairs = STAND_IN_PAIRS if args.stand_in else learned_pairs(lora_scales)
     keys = [x.key for x in all_pairs] if args.pairs == "all" else args.pairs.split(",")
     if bad := [k for k in keys if k not in {x.key for x in all_pairs}]:
