@@ -17,11 +17,21 @@ warm_start inversion (explicit's cost) alone and with reuse_strong (1.5x stock's
 window), over the default window, every step and the later half (whose fixed_point row is `late`).
 Every figure carries a 95% BCa bootstrap interval over the samples (each sample = its own seeded noise).
 
+What users would pick instead, on the same two models (the two checkpoints; for the LoRA pair the same
+LoRA at the stock scale and at the weak side's on two loaders), through SamplerCustomAdvanced with the
+noise and sigmas KSampler draws for the same seeds (`--rows guiders`, or one sweep, over
+`--guider-weights`): the core's DualModelGuider (ComfyUI 0.29.0, experimental; `dmg_sweep`) and the
+ComfyUI-AutoGuidance pack (`--autoguidance PATH`; `ag_sweep` its defaults, `ag_paper_sweep` its
+multi_guidance_paper mode, `ag_uncapped_sweep`, one sweep per ramp, `ag_recipe_sweep` its README's
+recipe). A guider row's NFE is its model evaluations (count_model_evaluations).
+
     .venv/bin/python benchmarks/learned.py                       # the published run (writes results)
     .venv/bin/python benchmarks/learned.py --quick               # 100 samples, euler, a few rows
     .venv/bin/python benchmarks/learned.py --pairs cfg --rows stock,w2sd,s2wd --samples 200
     .venv/bin/python benchmarks/learned.py --stand-in --quick    # plumbing only: random-weight SD3 mini
 
+    W2SD_COMFYUI_VERSION=0.29.0 .venv-0.29.0/bin/python benchmarks/learned.py --pairs checkpoints,lora \
+        --rows stock,warm_all,guiders --autoguidance ../ComfyUI-AutoGuidance      # W2SD beside the guiders
     .venv/bin/python benchmarks/learned.py --redraw benchmarks/results/learned_rows/<run>.json  # no sampling
 
 Writes benchmarks/results/learned.md (unless --no-write), docs/images/learned.png and every row's judged
@@ -32,6 +42,7 @@ recomputes every figure and paired interval from them).
 from __future__ import annotations
 
 import argparse
+import contextlib
 import copy
 import json
 import os
@@ -41,7 +52,7 @@ import tempfile
 import textwrap
 import time
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -84,12 +95,22 @@ ADAPTIVE_STOP = 0.25  # the adaptive row's stop_ratio  # every step but the last
 
 
 @dataclass(frozen=True)
+class Guided:
+    """A two-model guider node users wire instead of W2SD, sampled by SamplerCustomAdvanced."""
+
+    node: str  # DualModelGuider (ComfyUI core) or AutoGuidanceCFGGuider (the ComfyUI-AutoGuidance pack)
+    inputs: dict[str, Any]
+    two_loads: bool = False  # the weak side on a second load of the base (Setup.guided_two_loads)
+
+
+@dataclass(frozen=True)
 class Row:
     name: str
     label: str
     reflection: dict[str, Any] | None = None  # None: stock KSampler
     cfg: float | None = None  # stock: a cfg other than the pair's
     steps: Callable[[int], int] | None = None  # stock: steps from T (equal NFE)
+    guider: Guided | None = None  # instead of a KSampler: the pair's two models through this guider
 
 
 def _w2sd(**changes: Any) -> dict[str, Any]:
@@ -184,6 +205,56 @@ ROWS: dict[str, Row] = {
     )
 }
 CFG_SWEEP = (1.0, 2.0, 3.0, 4.0, 5.5, 7.0, 9.0)
+
+# What users pick instead, on the same two models (Setup.guided: the strong/good model, the weak/bad one),
+# each row one guidance weight of a sweep (--guider-weights). DualModelGuider (ComfyUI 0.29.0, experimental)
+# runs the positive on the strong model and the negative on the weak one: weak + w * (strong - weak).
+# AutoGuidance (Karras et al. 2024, arXiv 2406.02507) through the ComfyUI-AutoGuidance pack: in its default
+# sequential_delta mode the weight is `w_autoguide` on top of the pair's cfg, its push capped at ag_max_ratio
+# of the CFG update; multi_guidance_paper with w_autoguide 2 is the paper's pure form, the weight as its cfg.
+AUTOGUIDANCE_NODE = "AutoGuidanceCFGGuider"
+AG_QUIET = {"debug_swap": False, "debug_metrics": False}  # its debug prints are on by default
+AG_RECIPE = {
+    "cfg": 1.1, "ag_delta_mode": "reject_cfg", "ag_max_ratio": 0.75, "ag_ramp_mode": "compose_early",
+    "ag_ramp_power": 2.0, "ag_ramp_floor": 0.0, "ag_post_cfg_mode": "skip",
+}  # fmt: skip
+"""The pack README's "one working recipe" (w_autoguide 3 there; swept here)."""
+GUIDER_SWEEPS: dict[str, tuple[str, str, Callable[[float], dict[str, Any]]]] = {
+    "dmg_sweep": ("dmg", "DualModelGuider cfg {w:g}", lambda w: {"cfg": w}),
+    "dmg_two_loads_sweep": (
+        "dmg_two_loads", "DualModelGuider cfg {w:g}, weak LoRA on a second load of the base", lambda w: {"cfg": w}
+    ),
+    "ag_sweep": ("ag", "AutoGuidance w {w:g} (node defaults)", lambda w: {"w_autoguide": w}),
+    "ag_uncapped_sweep": (
+        "ag_uncapped", "AutoGuidance w {w:g}, ag_max_ratio 0 (uncapped)",
+        lambda w: {"w_autoguide": w, "ag_max_ratio": 0.0},
+    ),
+    "ag_paper_sweep": (
+        "ag_paper", "AutoGuidance multi_guidance_paper, weight {w:g}",
+        lambda w: {"ag_combine_mode": "multi_guidance_paper", "w_autoguide": 2.0, "cfg": w},
+    ),
+    **{
+        f"ag_{ramp}_sweep": (
+            f"ag_{ramp}", f"AutoGuidance w {{w:g}}, {ramp} ramp, ag_max_ratio 1",
+            lambda w, ramp=ramp: {"w_autoguide": w, "ag_ramp_mode": ramp, "ag_max_ratio": 1.0},
+        )
+        for ramp in ("compose_early", "detail_late", "mid_peak")
+    },
+    "ag_recipe_sweep": (
+        "ag_recipe", "AutoGuidance w {w:g}, the pack README's recipe", lambda w: {**AG_RECIPE, "w_autoguide": w}
+    ),
+}  # fmt: skip
+"""--rows names -> (row name prefix, label, the guider's inputs for weight w)."""
+GUIDER_WEIGHTS = (1.5, 2.0, 3.0)
+
+
+def guider_rows(sweep: str, weights: tuple[float, ...]) -> list[Row]:
+    prefix, label, inputs = GUIDER_SWEEPS[sweep]
+    node = "DualModelGuider" if sweep.startswith("dmg_") else AUTOGUIDANCE_NODE
+    two = sweep == "dmg_two_loads_sweep"
+    return [Row(f"{prefix}_{w:g}", label.format(w=w), guider=Guided(node, inputs(w), two)) for w in weights]
+
+
 QUICK_ROWS = ("stock", "stock_nfe", "w2sd", "explicit", "s2wd")
 
 
@@ -213,6 +284,13 @@ class Setup:
     cfg: float
     jobs: list[Job]
     """Sampled in equal shares (e.g. one per digit class)."""
+    guided: tuple[Any, Any] | None = None
+    """The two models a guider row contrasts (strong/good, weak/bad), each from its own loader; None: the
+    pair has no two-model form (a condition pair)."""
+    guided_two_loads: tuple[Any, Any] | None = None
+    """The LoRA pair's two models with the weak side's LoRA on a second load of the base: DualModelGuider
+    runs both of its models with one set of weights when they share a base (the negative's LoRA is
+    never applied), so this is how it can contrast two scales of one LoRA at all."""
 
 
 @dataclass
@@ -234,6 +312,8 @@ class Session:
     c: Any
     names: Any  # the learned_models module (file-name constants, prompts)
     _cache: dict[str, Any] = field(default_factory=dict)
+    peers: dict[str, str] = field(default_factory=dict)
+    """Other packs loaded for their rows -> their commit (load_peer)."""
 
     def checkpoint(self, name: str) -> tuple[Any, Any, Any]:
         if name not in self._cache:
@@ -268,6 +348,27 @@ def count_nfe() -> Any:
     return perf.instrument(perf.Counters())
 
 
+@contextlib.contextmanager
+def count_model_evaluations() -> Iterator[list[int]]:
+    """Calls of comfy.samplers.calc_cond_batch: one per model evaluation of a step, its conds batched as
+    ComfyUI batches them (stock's cond and uncond: one), however ComfyUI then splits the batch to fit
+    memory (network passes do depend on that). DualModelGuider and AutoGuidance make theirs there."""
+    import comfy.samplers
+    import perf
+
+    calls = [0]
+
+    def make(original: Callable[..., Any]) -> Callable[..., Any]:
+        def counted(*args: Any, **kwargs: Any) -> Any:
+            calls[0] += 1
+            return original(*args, **kwargs)
+
+        return counted
+
+    with perf._patched(comfy.samplers, "calc_cond_batch", make):
+        yield calls
+
+
 def sample_row(
     s: Session, setup: Setup, row: Row, n: int, sampler: str, steps: int, batch: int, seed: int
 ) -> Run:
@@ -288,8 +389,12 @@ def sample_row(
                     seed=chunk_seed, sampler_name=sampler_name, scheduler=scheduler, positive=job.positive,
                     negative=job.negative, latent_image=latent, denoise=1.0,
                 )  # fmt: skip
-                with count_nfe() as counters:
-                    if row.reflection is None:
+                with count_nfe() as counters, count_model_evaluations() as evaluations:
+                    if row.guider is not None:
+                        out = sample_guided(
+                            s, setup, job, row.guider, steps, sampler_name, scheduler, chunk_seed, latent
+                        )
+                    elif row.reflection is None:
                         out = s.c.execute(
                             "KSampler", model=setup.stock_model, steps=row.steps(steps) if row.steps else steps,
                             cfg=setup.cfg if row.cfg is None else row.cfg, **common,
@@ -299,7 +404,8 @@ def sample_row(
                             "W2SDKSampler", model=setup.model, steps=steps, cfg=setup.cfg, pair=job.pair,
                             **row.reflection, **common,
                         )[0]  # fmt: skip
-                nfe += counters.total_nfe
+                # DualModelGuider and AutoGuidance evaluate two models inside one guider call.
+                nfe += evaluations[0] if row.guider is not None else counters.total_nfe
                 calls += 1
                 decoded = s.c.execute("VAEDecode", samples=out, vae=setup.vae)[0]
                 images.append(decoded.float().clamp(0, 1).numpy())
@@ -309,6 +415,34 @@ def sample_row(
         np.concatenate(images), np.concatenate(latents), np.array(classes), nfe // max(calls, 1),
         time.perf_counter() - start,
     )  # fmt: skip
+
+
+def sample_guided(
+    s: Session, setup: Setup, job: Job, g: Guided, steps: int, sampler_name: str, scheduler: str, seed: int,
+    latent: Any,
+) -> Any:  # fmt: skip
+    """One chunk through `g`'s guider node and SamplerCustomAdvanced, with the noise (RandomNoise) and sigmas
+    (BasicScheduler) KSampler makes for the same seed, steps and scheduler: rows stay paired by seed."""
+    models = setup.guided_two_loads if g.two_loads else setup.guided
+    if models is None:
+        raise ValueError(f"{g.node}: this pair has no such two-model form")
+    good, bad = models
+    if g.node == AUTOGUIDANCE_NODE:
+        inputs = {"good_model": good, "bad_model": bad, "cfg": setup.cfg, **AG_QUIET, **g.inputs}
+    else:
+        inputs = {"model": good, "model_negative": bad, **g.inputs}
+    guider = s.c.execute(g.node, positive=job.positive, negative=job.negative, **inputs)[0]
+    noise = s.c.execute("RandomNoise", noise_seed=seed)[0]
+    sampler = s.c.execute("KSamplerSelect", sampler_name=sampler_name)[0]
+    sigmas = s.c.execute("BasicScheduler", model=good, scheduler=scheduler, steps=steps, denoise=1.0)[0]
+    return s.c.execute(
+        "SamplerCustomAdvanced",
+        noise=noise,
+        guider=guider,
+        sampler=sampler,
+        sigmas=sigmas,
+        latent_image=latent,
+    )[0]
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -452,7 +586,7 @@ class Result:
     """The judged values of every sample (ROW_VALUES), enough to recompute every figure: rows_json."""
 
 
-def start_session(stand_in: bool) -> Session:
+def start_session(stand_in: bool, autoguidance: Path | None = None, ag_fix: bool = True) -> Session:
     from comfy_inprocess import start_inprocess
     from comfy_server import comfyui_dir
 
@@ -473,12 +607,79 @@ def start_session(stand_in: bool) -> Session:
     import comfy.utils
 
     comfy.utils.PROGRESS_BAR_ENABLED = False
-    return Session(c, names)
+    session = Session(c, names)
+    if autoguidance is not None:
+        session.peers["ComfyUI-AutoGuidance"] = load_peer(c, autoguidance, AUTOGUIDANCE_NODE)
+        if ag_fix:
+            encode_autoguidance_bad_conds(c)
+            session.peers["ComfyUI-AutoGuidance"] += " + encode_autoguidance_bad_conds"
+    return session
+
+
+def encode_autoguidance_bad_conds(c: Any) -> None:
+    """Make ComfyUI-AutoGuidance run on SD3-family models (these digit MMDiTs) without touching its math.
+
+    As shipped (5c72aa5) its guider hands the bad model's pass conditionings that the core never encoded
+    for that model (no `c_crossattn`): SD1.5 / SDXL recover through its own retry on the shape error, an
+    MMDiT fails (TypeError in layer_norm, ComfyUI 0.3.75 and 0.29.0). Encode them the way CFGGuider encodes
+    the good model's, before its sampling loop (`--autoguidance-as-shipped` leaves the pack alone)."""
+    import comfy.samplers
+
+    guider = sys.modules[c.nodes.NODE_CLASS_MAPPINGS[AUTOGUIDANCE_NODE].__module__].Guider_AutoGuidanceCFG
+    original = guider.inner_sample
+
+    def inner_sample(
+        self, noise, latent_image, device, sampler, sigmas, denoise_mask, callback, disable_pbar, seed, **kw
+    ):
+        self.bad_conds = comfy.samplers.process_conds(
+            self.inner_bad_model, noise, self.bad_conds, device, latent_image, denoise_mask, seed
+        )
+        return original(
+            self,
+            noise,
+            latent_image,
+            device,
+            sampler,
+            sigmas,
+            denoise_mask,
+            callback,
+            disable_pbar,
+            seed,
+            **kw,
+        )
+
+    guider.inner_sample = inner_sample
+
+
+def load_peer(c: Any, path: Path, node: str) -> str:
+    """Load another pack from its checkout through ComfyUI's custom-node loader; returns what identifies
+    its code: the git commit, else (a snapshot without .git) its version and a hash of its Python files."""
+    import hashlib
+    import subprocess
+
+    from comfy_inprocess import run_async
+
+    path = Path(path).resolve()
+    if not run_async(c.nodes.load_custom_node(str(path))) or node not in c.nodes.NODE_CLASS_MAPPINGS:
+        raise RuntimeError(f"{path}: ComfyUI did not load {node} from it (see the log above)")
+    git = subprocess.run(["git", "-C", str(path), "rev-parse", "HEAD"], capture_output=True, text=True)
+    if git.returncode == 0 and git.stdout.strip():
+        return f"{path.name} commit {git.stdout.strip()[:12]}"
+    h = hashlib.sha256()
+    for f in sorted(path.rglob("*.py")):
+        h.update(f.read_bytes())
+    version = next(
+        (ln.split("=", 1)[1].strip().strip('"') for ln in (path / "pyproject.toml").read_text().splitlines()
+         if ln.startswith("version")),
+        "unknown",
+    ) if (path / "pyproject.toml").is_file() else "unknown"  # fmt: skip
+    return f"{path.name} (no git metadata) version {version}, *.py sha256 {h.hexdigest()[:12]}"
 
 
 def run_benchmark(
     s: Session, judge: Judge, pairs: list[PairDef], rows: list[str], samplers: list[str], n: int,
     steps: int, batch: int, rounds: int, cfg_sweep: tuple[float, ...], log: Callable[[str], None] = print,
+    guider_weights: tuple[float, ...] = GUIDER_WEIGHTS, on_row: Callable[[list[Result]], None] | None = None,
 ) -> list[Result]:  # fmt: skip
     import torch
 
@@ -487,13 +688,20 @@ def run_benchmark(
         with torch.inference_mode():
             setup = pair.build(s)
         for sampler in samplers:
-            plan = [ROWS[r] for r in rows if r in ROWS]
-            if "cfg_sweep" in rows:
-                plan += [
-                    Row(f"cfg_{cfg:g}", f"stock cfg {cfg:g}", cfg=cfg)
-                    for cfg in cfg_sweep
-                    if cfg != setup.cfg
-                ]
+            plan: list[Row] = []
+            for name in rows:  # in the order asked for
+                if name in ROWS:
+                    plan.append(ROWS[name])
+                elif name == "cfg_sweep":
+                    plan += [
+                        Row(f"cfg_{c:g}", f"stock cfg {c:g}", cfg=c) for c in cfg_sweep if c != setup.cfg
+                    ]
+                elif name in GUIDER_SWEEPS and (
+                    setup.guided is None or (name == "dmg_two_loads_sweep" and setup.guided_two_loads is None)
+                ):
+                    log(f"{pair.key}: no such two-model form; {name} skipped")
+                elif name in GUIDER_SWEEPS:
+                    plan += guider_rows(name, guider_weights)
             for row in plan:
                 run = sample_row(s, setup, row, n, sampler, steps, batch, SEED)
                 values = judge.per_sample(run)
@@ -511,6 +719,8 @@ def run_benchmark(
                     for m in (pair.metric, "frechet"):
                         result.delta[m] = paired_difference(stats[m], stock.stats[m], result.n, rounds)
                 results.append(result)
+                if on_row is not None:
+                    on_row(results)
                 log(
                     f"{pair.key:12s} {sampler:20s} {row.name:16s} NFE {run.nfe:3d}  {pair.metric} "
                     f"{result.target.text()}  frechet {result.quality.text(2)}  ({run.wall:.1f} s, n={result.n})"
@@ -533,7 +743,12 @@ def row_setting(row: Row, setup: Setup, sampler: str, steps: int) -> dict[str, A
     """What a row ran, as the node inputs that differ between rows."""
     sampler_name, scheduler = SAMPLERS[sampler]
     out: dict[str, Any] = {"sampler_name": sampler_name, "scheduler": scheduler}
-    if row.reflection is None:
+    if row.guider is not None:
+        cfg = {} if "cfg" in row.guider.inputs else {"cfg": setup.cfg}
+        out.update(node=row.guider.node, steps=steps, **cfg, **row.guider.inputs)
+        if row.guider.two_loads:
+            out["weak_on_a_second_load"] = True
+    elif row.reflection is None:
         cfg = setup.cfg if row.cfg is None else row.cfg
         out.update(node="KSampler", steps=row.steps(steps) if row.steps else steps, cfg=cfg)
     else:
@@ -575,32 +790,50 @@ def rows_json(results: list[Result], meta: dict[str, Any]) -> dict[str, Any]:
     return {"format": ROWS_FORMAT, **meta, "rows": rows}
 
 
-def load_rows(path: Path, rounds: int = BOOTSTRAP) -> list[Result]:
-    """Results from a rows file, every figure and paired interval recomputed from the stored samples."""
+def load_rows(paths: list[Path], rounds: int = BOOTSTRAP, against: str = "stock") -> list[Result]:
+    """Results from rows files (a row already read from an earlier file is skipped), every figure and
+    paired interval recomputed from the stored samples. Runs share their seeds, so rows of different runs
+    pair sample by sample: the paired column is taken against the row `against` of the same pair and
+    sampler, wherever it was run."""
     import judges
 
-    data = json.loads(Path(path).read_text())
-    if data.get("format") != ROWS_FORMAT:
-        raise ValueError(f"{path}: format {data.get('format')!r}, this script reads {ROWS_FORMAT}")
-    judge = Judge(stand_in=False, minority=tuple(data["minority"]))
     results: list[Result] = []
-    for row in data["rows"]:
-        v = {k: np.asarray(x) for k, x in row["samples"].items()}
-        v["digits"] = v["digits"].reshape(-1, 8, 8).astype(np.float32)
-        n = len(v["pred"])
-        stats = {m: judge.stat(m, v, v["classes"]) for m in (row["metric"], *QUALITY)}
-        result = Result(
-            row["pair"], row["sampler"], row["row"], row["label"], row["nfe"], n, row["wall_s"],
-            {m: bootstrap(f, n, rounds) for m, f in stats.items()}, judges.digit_to_image(v["digits"][:36]),
-            row["metric"], stats, setting=row["setting"], per_sample=v,
-        )  # fmt: skip
-        stock = next(
-            (r for r in results if (r.pair, r.sampler, r.row) == (result.pair, result.sampler, "stock")), None
+    for path in paths:
+        data = json.loads(Path(path).read_text())
+        if data.get("format") != ROWS_FORMAT:
+            raise ValueError(f"{path}: format {data.get('format')!r}, this script reads {ROWS_FORMAT}")
+        judge = Judge(stand_in=False, minority=tuple(data["minority"]))
+        for row in data["rows"]:
+            if any((r.pair, r.sampler, r.row) == (row["pair"], row["sampler"], row["row"]) for r in results):
+                continue
+            v = {k: np.asarray(x) for k, x in row["samples"].items()}
+            v["digits"] = v["digits"].reshape(-1, 8, 8).astype(np.float32)
+            n = len(v["pred"])
+            stats = {m: judge.stat(m, v, v["classes"]) for m in (row["metric"], *QUALITY)}
+            results.append(
+                Result(
+                    row["pair"],
+                    row["sampler"],
+                    row["row"],
+                    row["label"],
+                    row["nfe"],
+                    n,
+                    row["wall_s"],
+                    {m: bootstrap(f, n, rounds) for m, f in stats.items()},
+                    judges.digit_to_image(v["digits"][:36]),
+                    row["metric"],
+                    stats,
+                    setting=row["setting"],
+                    per_sample=v,
+                )  # fmt: skip
+            )
+    for result in results:
+        ref = next(
+            (r for r in results if (r.pair, r.sampler, r.row) == (result.pair, result.sampler, against)), None
         )
-        if stock is not None and stock.n == n:
+        if ref is not None and ref is not result and ref.n == result.n:
             for m in (result.metric, "frechet"):
-                result.delta[m] = paired_difference(stats[m], stock.stats[m], n, rounds)
-        results.append(result)
+                result.delta[m] = paired_difference(result.stats[m], ref.stats[m], result.n, rounds)
     return results
 
 
@@ -641,7 +874,7 @@ def verdict(pair: PairDef, results: list[Result], sampler: str) -> str:
     return f"yes: no stock row (cfg sweep, equal NFE) reaches W2SD's target at its quality{gain}"
 
 
-def markdown(pairs: list[PairDef], results: list[Result], meta: list[str]) -> str:
+def markdown(pairs: list[PairDef], results: list[Result], meta: list[str], against: str = "stock") -> str:
     lines = ["# W2SD on trained models: the paper's pairs in miniature, through the nodes", ""]
     lines += [f"- {m}" for m in meta] + [""]
     for pair in pairs:
@@ -653,7 +886,7 @@ def markdown(pairs: list[PairDef], results: list[Result], meta: list[str]) -> st
                 "(classifier features vs held-out real digits), `nn_distance` (pixels to the nearest held-out "
                 "digit), `out_of_range` (share of decoded pixels outside [0, 1]). [95% BCa bootstrap interval].",
                 "",
-                f"| row | NFE | {pair.metric} | vs stock (paired) | frechet | vs stock (paired) | nn_distance "
+                f"| row | NFE | {pair.metric} | vs {against} (paired) | frechet | vs {against} (paired) | nn_distance "
                 "| out_of_range | n | wall s |",
                 "|---|---|---|---|---|---|---|---|---|---|",
             ]
@@ -762,13 +995,29 @@ def learned_pairs(lora_scales: dict[str, float] | None = None) -> list[PairDef]:
         weak = s.checkpoint(p["weak"])[0]
         pair = s.c.execute("W2SDModelPair", strong_model=strong, weak_model=weak)[0]
         job = Job(p["positive"], s.encode(clip, p["positive"]), s.encode(clip, p["negative"]), pair)
-        return Setup(strong, strong, vae, p["cfg"], [job])
+        return Setup(strong, strong, vae, p["cfg"], [job], guided=(strong, weak))
 
     def lora(s: Session) -> Setup:
         p = spec["lora"]
         model, stock, clip, vae, pair = lora_split(s, "lora")
         job = Job(p["positive"], s.encode(clip, p["positive"]), s.encode(clip, p["negative"]), pair)
-        return Setup(model, stock, vae, p["cfg"], [job])
+        # Guiders: the same LoRA on two loaders, at the scale stock samples with and at the weak side's.
+        base = s.checkpoint(spec["lora"]["checkpoint"])[0]
+        weak = s.c.execute(
+            "LoraLoaderModelOnly", model=base, lora_name=p["lora"], strength_model=p["scales"]["weak"]
+        )[0]
+        import comfy.sd
+        import folder_paths
+
+        # A second, separate load of the base (what a user gets from a copy of the file).
+        path = folder_paths.get_full_path_or_raise("checkpoints", spec["lora"]["checkpoint"])
+        second = comfy.sd.load_checkpoint_guess_config(path, output_vae=False, output_clip=False)[0]
+        weak_apart = s.c.execute(
+            "LoraLoaderModelOnly", model=second, lora_name=p["lora"], strength_model=p["scales"]["weak"]
+        )[0]
+        return Setup(
+            model, stock, vae, p["cfg"], [job], guided=(stock, weak), guided_two_loads=(stock, weak_apart)
+        )
 
     def class_jobs(s: Session, clip: Any, negative: str, pair_of: Callable[[int], Any]) -> list[Job]:
         neg = s.encode(clip, negative)
@@ -860,6 +1109,18 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--samples", type=int, default=500, help="samples per row (default 500)")
     p.add_argument("--steps", type=int, default=STEPS)
     p.add_argument("--cfgs", default=",".join(f"{c:g}" for c in CFG_SWEEP), help="the cfg_sweep row's values")
+    p.add_argument(
+        "--guider-weights", default=",".join(f"{w:g}" for w in GUIDER_WEIGHTS),
+        help="the guider sweeps' weights (DualModelGuider cfg, AutoGuidance w_autoguide or paper weight)",
+    )  # fmt: skip
+    p.add_argument(
+        "--autoguidance", type=Path, default=os.environ.get("W2SD_AUTOGUIDANCE"),
+        help="a ComfyUI-AutoGuidance checkout, loaded as a custom node for the ag_* rows ($W2SD_AUTOGUIDANCE)",
+    )  # fmt: skip
+    p.add_argument(
+        "--autoguidance-as-shipped", action="store_true",
+        help="do not encode its bad pass's conditionings (encode_autoguidance_bad_conds): fails on these models",
+    )  # fmt: skip
     p.add_argument("--batch", type=int, default=250, help="samples per node call")
     p.add_argument("--bootstrap", type=int, default=BOOTSTRAP, help="bootstrap rounds per figure")
     p.add_argument("--threads", type=int, default=1)
@@ -884,9 +1145,12 @@ def main(argv: list[str] | None = None) -> int:
         "--redraw", type=Path, nargs="+", default=None, metavar="ROWS_JSON",
         help="sample nothing: print the tables of these rows files, every figure recomputed from their samples",
     )  # fmt: skip
+    p.add_argument(
+        "--against", default="stock", help="--redraw: the row the paired columns are taken against"
+    )
     args = p.parse_args(argv)
     if args.redraw:
-        return redraw(args.redraw, args.bootstrap)
+        return redraw(args.redraw, args.bootstrap, args.against)
 
     import torch
 
@@ -894,9 +1158,14 @@ def main(argv: list[str] | None = None) -> int:
     if args.quick:
         args.samples, args.rows = min(args.samples, 100), ",".join(QUICK_ROWS)
     rows = list(ROWS) + ["cfg_sweep"] if args.rows == "all" else args.rows.split(",")
-    unknown = [r for r in rows if r not in ROWS and r != "cfg_sweep"]
+    if "guiders" in rows:
+        rows[rows.index("guiders") : rows.index("guiders") + 1] = list(GUIDER_SWEEPS)
+    unknown = [r for r in rows if r not in ROWS and r != "cfg_sweep" and r not in GUIDER_SWEEPS]
     if unknown:
-        p.error(f"--rows: {', '.join(unknown)} unknown (allowed: {', '.join(ROWS)}, cfg_sweep)")
+        p.error(
+            f"--rows: {', '.join(unknown)} unknown (allowed: {', '.join(ROWS)}, cfg_sweep, "
+            f"{', '.join(GUIDER_SWEEPS)}, guiders)"
+        )
     samplers = list(SAMPLERS) if args.samplers == "all" else args.samplers.split(",")
     if bad := [x for x in samplers if x not in SAMPLERS]:
         p.error(f"--samplers: {', '.join(bad)} unknown (allowed: {', '.join(SAMPLERS)})")
@@ -908,7 +1177,23 @@ def main(argv: list[str] | None = None) -> int:
         except ValueError:
             p.error(f"--lora-scales: {args.lora_scales!r} is not three numbers MAIN,STRONG,WEAK")
         lora_scales = {"main": main_s, "strong": strong_s, "weak": weak_s}
-    s = start_session(args.stand_in)
+    wants_ag = any(r in GUIDER_SWEEPS and not r.startswith("dmg_") for r in rows)
+    if wants_ag and args.autoguidance is None:
+        print(
+            "[W2SD] AutoGuidance rows skipped: no ComfyUI-AutoGuidance checkout given "
+            "(--autoguidance PATH or $W2SD_AUTOGUIDANCE)"
+        )
+        rows = [r for r in rows if r not in GUIDER_SWEEPS or r.startswith("dmg_")]
+    s = start_session(
+        args.stand_in, args.autoguidance if wants_ag else None, not args.autoguidance_as_shipped
+    )
+    dmg = [r for r in rows if r.startswith("dmg_")]
+    if dmg and "DualModelGuider" not in s.c.nodes.NODE_CLASS_MAPPINGS:
+        print(
+            f"[W2SD] DualModelGuider rows skipped: ComfyUI {comfyui_version()} has no DualModelGuider node "
+            "(experimental, in 0.29.0's comfy_extras/nodes_custom_sampler.py)"
+        )
+        rows = [r for r in rows if r not in dmg]
     all_pairs = STAND_IN_PAIRS if args.stand_in else learned_pairs(lora_scales)
     keys = [x.key for x in all_pairs] if args.pairs == "all" else args.pairs.split(",")
     if bad := [k for k in keys if k not in {x.key for x in all_pairs}]:
@@ -920,7 +1205,7 @@ def main(argv: list[str] | None = None) -> int:
     rows_path = args.rows_json or ROWS_DIR / f"{started:%Y-%m-%dT%H%MZ}.json"
     results: list[Result] = []
 
-    def report(final: bool) -> str:
+    def report(final: bool, partial: list[Result] | None = None) -> str:
         wall = time.perf_counter() - start
         meta = [
             f"Run {datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC, {wall / 60:.1f} min"
@@ -928,20 +1213,24 @@ def main(argv: list[str] | None = None) -> int:
             f"{args.steps} steps, {SIZE} px (8x8 latents), {args.samples} samples per row from fixed seeds, "
             f"{args.bootstrap} bootstrap rounds; weights: {weights_id(args.stand_in)}; command: `benchmarks/learned.py {' '.join(argv or sys.argv[1:])}`",
         ]
-        text = markdown(pairs, results, meta)
-        if not args.no_write:  # after every pair, so a long run that stops keeps what it measured
+        if any(r in GUIDER_SWEEPS for r in rows):
+            peers = "; ".join(f"{k}: {v}" for k, v in s.peers.items()) or "none loaded"
+            meta.append(f"ComfyUI {comfyui_version()}; other packs: {peers}")
+        done = results + (partial or [])
+        text = markdown(pairs, done, meta)
+        if not args.no_write:  # after every row, so a long run that stops keeps what it measured
             args.results.parent.mkdir(parents=True, exist_ok=True)
             args.results.write_text(text)
-            figure(pairs, results, samplers[0], args.figure)
+            figure(pairs, done, samplers[0], args.figure)
         if not args.no_write or args.rows_json:  # a rows file asked for by name is written all the same
             run_meta = {
                 "run": f"{started:%Y-%m-%d %H:%M} UTC", "finished": final, "command": f"benchmarks/learned.py {' '.join(argv or sys.argv[1:])}",
                 "machine": machine(), "comfyui": comfyui_version(), "weights": weights_id(args.stand_in),
                 "steps": args.steps, "samples": args.samples, "bootstrap": args.bootstrap, "seed": SEED,
-                "minority": list(judge.minority),
+                "minority": list(judge.minority), "peers": s.peers,
             }  # fmt: skip
             rows_path.parent.mkdir(parents=True, exist_ok=True)
-            rows_path.write_text(json.dumps(rows_json(results, run_meta), separators=(",", ":")) + "\n")
+            rows_path.write_text(json.dumps(rows_json(done, run_meta), separators=(",", ":")) + "\n")
         return text
 
     for pair in pairs:
@@ -956,6 +1245,8 @@ def main(argv: list[str] | None = None) -> int:
             args.batch,
             args.bootstrap,
             tuple(float(c) for c in args.cfgs.split(",")),
+            guider_weights=tuple(float(w) for w in args.guider_weights.split(",")),
+            on_row=lambda partial: report(final=False, partial=partial),  # a stopped run keeps every row
         )
         report(final=False)
     print(report(final=True))
@@ -964,18 +1255,19 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
-def redraw(paths: list[Path], rounds: int) -> int:
-    """The tables of saved rows files (load_rows), without ComfyUI."""
+def redraw(paths: list[Path], rounds: int, against: str = "stock") -> int:
+    """The tables of saved rows files (load_rows), one per pair and sampler, without ComfyUI."""
+    results = load_rows(paths, rounds, against)
+    keys = dict.fromkeys(r.pair for r in results)
+    pairs = [pd for pd in learned_pairs() if pd.key in keys]
+    meta = []
     for path in paths:
-        results = load_rows(path, rounds)
         data = json.loads(path.read_text())
-        keys = dict.fromkeys(r.pair for r in results)
-        pairs = [pd for pd in learned_pairs() if pd.key in keys]
-        meta = [
-            f"{path.name}: run {data['run']}, {data['machine']}, ComfyUI {data['comfyui']}",
-            f"command: `{data['command']}`",
-        ]
-        print(markdown(pairs, results, meta))
+        meta.append(f"{path.name}: run {data['run']}, {data['machine']}, ComfyUI {data['comfyui']}")
+        meta.append(
+            f"command: `{data['command']}`" + (f"; other packs: {data['peers']}" if data.get("peers") else "")
+        )
+    print(markdown(pairs, results, meta, against))
     return 0
 
 

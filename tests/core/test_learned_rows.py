@@ -58,7 +58,7 @@ def test_rows_file_recomputes_every_figure(tmp_path):
         "minority": [0, 1, 2, 3, 4],
     }
     path.write_text(json.dumps(learned.rows_json([stock, other], meta)))
-    loaded = learned.load_rows(path, ROUNDS)
+    loaded = learned.load_rows([path], ROUNDS)
 
     assert [r.row for r in loaded] == ["stock", "other"]
     assert loaded[1].setting == other.setting and loaded[1].nfe == 10
