@@ -36,7 +36,7 @@ def groups(paths: list[Path], rounds: int) -> dict[tuple[str, str, int], list[le
     out: dict[tuple[str, str, int], list[learned.Result]] = defaultdict(list)
     for path in paths:
         steps = json.loads(Path(path).read_text())["steps"]
-        for r in learned.load_rows(path, rounds):
+        for r in learned.load_rows([path], rounds):
             out[(r.pair, r.sampler, steps)].append(r)
     return out
 
