@@ -273,9 +273,8 @@ class _Stepper:
         self.strong, self.weak = strong, weak
         self.inversion_iters, self.inversion, self.noising = inversion_iters, inversion, noising
         self.diagnostics, self.stop, self.reuse_strong = diagnostics, stop, reuse_strong
-        self.kept: list[
-            Tensor
-        ] = []  # reuse_strong: the reflection's strong evaluation, for the step after it
+        # reuse_strong: the reflection's strong evaluation, for the step after it
+        self.kept: list[Tensor] = []
         self.size: Tensor | None = None
         resample_seed = _offset_seed(base_seed or 0, RESAMPLE_STREAM) % _SEED_SPAN
         self.generator = torch.Generator("cpu").manual_seed(resample_seed)
@@ -318,7 +317,7 @@ class _ReflectingModel:
 
     def __call__(self, x: Tensor, sigma: Tensor, **kwargs: Any) -> Tensor:
         i, self.calls = self.calls, self.calls + 1
-        if i > 0 and self.step.mask[i - 1]:
+        if 0 < i <= len(self.step.mask) and self.step.mask[i - 1]:
             self.step.observe_stop(i - 1)  # step i - 1 is queued by now
         if i >= len(self.step.mask) or not self.step.mask[i]:
             return self.model(x, sigma, **kwargs)
