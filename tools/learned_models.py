@@ -457,9 +457,11 @@ def build(comfyui_dir: Path, out_dir: Path) -> None:
 
     fx = _fixtures()
     clip_sd = fx._clip_l_sd()
+    sd15 = (fx._diffusion_model_sd(wide_unet_config())[0], digit_vae_sd(4, EPS_VAE_SCALE, EPS_VAE_SHIFT))
     shells = {
         "flow": (fx._diffusion_model_sd(fx._unet_config_sd3_mini())[0], digit_vae_sd()),
-        "eps": (fx._diffusion_model_sd(wide_unet_config())[0], digit_vae_sd(4, EPS_VAE_SCALE, EPS_VAE_SHIFT)),
+        "eps": sd15,
+        "v": sd15,
     }
     for family, (model, vae_sd) in shells.items():
         files = FAMILIES[family]
@@ -493,9 +495,12 @@ def verify(out_dir: Path) -> dict[str, float]:
     figures = {}
     digits = torch.from_numpy(judges.load_digits().test_x)
     image = torch.from_numpy(judges.digit_to_image(digits))
+    # An SD1.5 file does not say v-prediction: the v family loads as EPS until ModelSamplingDiscrete sets it.
+    eps = comfy.model_base.ModelType.EPS
     expected_models = {
         "flow": ("SD3", comfy.model_base.ModelType.FLOW),
-        "eps": ("SD15", comfy.model_base.ModelType.EPS),
+        "eps": ("SD15", eps),
+        "v": ("SD15", eps),
     }
     for family, (config_name, model_type) in expected_models.items():
         files = FAMILIES[family]
@@ -507,7 +512,7 @@ def verify(out_dir: Path) -> dict[str, float]:
                     f"{name}: loaded as {detected} {model.model.model_type} (clip {clip}, vae {vae}), "
                     f"expected {config_name} {model_type}"
                 )
-            raw = vae.encode(image)
+            raw = vae.encode(image).detach()
             z = model.model.latent_format.process_in(raw)
             expected = (digits - PIXEL_MEAN) / PIXEL_STD
             figures["encode_error"] = float((z[:, 0] - expected).abs().max())
