@@ -112,10 +112,11 @@ def model_label(patcher: Any) -> str:
 
 def check_same_family(main: Any, side: Any, role: str) -> None:
     """Strong and weak must share the latent space and the noise parametrization of the main model."""
-    a, b = main.model, side.model
-    checks = (
-        ("latent format", type(a.latent_format).__name__, type(b.latent_format).__name__),
-        ("prediction type", type(a.model_sampling).__name__, type(b.model_sampling).__name__),
+    # get_model_object: a ModelSamplingDiscrete node (an SD1.5 v-prediction checkpoint) patches the object
+    # on the patcher; the model itself holds it only while that patcher is loaded.
+    checks = tuple(
+        (what, type(main.get_model_object(name)).__name__, type(side.get_model_object(name)).__name__)
+        for what, name in (("latent format", "latent_format"), ("prediction type", "model_sampling"))
     )
     for what, mine, theirs in checks:
         if mine != theirs:
