@@ -144,7 +144,7 @@ def test_sd15_models_sample_the_prompted_digit(comfyui, learned, source_module, 
     """benchmarks/learned.py's --family eps / v path (EmptyLatentImage, euler with the normal schedule; v
     through ModelSamplingDiscrete), stock KSampler and the W2SD KSampler: the class prompts (one sample per
     digit) give the prompted digit at cfg 3; the W2SD rows of the CFG-gap and two-checkpoint pairs sample
-    digits in range."""
+    digits in range. Measured 5-6 s each (ComfyUI 0.3.75, 1 thread, busy 2-core machine), accuracy 1.0."""
     import learned_models
 
     bench = source_module("learned_benchmark_sd15", REPO_ROOT / "benchmarks" / "learned.py")
