@@ -3,8 +3,9 @@
 Models: tools/learned_models.py (ComfyUI checkpoints and a LoRA trained here on scikit-learn's 8x8
 digits; see there for how each pair's gap was made). Judges: benchmarks/judges.py (a classifier and a
 quality distance, trained on real digits with a held-out split). Every sample goes through the stock
-nodes a user wires: CheckpointLoaderSimple -> CLIPTextEncode -> EmptySD3LatentImage -> KSampler (stock)
-or W2SDKSampler + W2SDModelPair / W2SDLoraSplit / W2SDCFGGap (W2SD) -> VAEDecode, in-process.
+nodes a user wires: CheckpointLoaderSimple -> CLIPTextEncode -> EmptySD3LatentImage (EmptyLatentImage with
+--family eps / v) -> KSampler (stock) or W2SDKSampler + W2SDModelPair / W2SDLoraSplit / W2SDCFGGap (W2SD) ->
+VAEDecode, in-process.
 
 Rows per pair: stock; stock at W2SD's NFE (more steps); stock over a CFG sweep (its trade-off curve);
 W2SD with the node's defaults (window percent 0..0.5, fixed-point inversion with 1 iteration); the same
@@ -29,6 +30,7 @@ recipe). A guider row's NFE is its model evaluations (count_model_evaluations).
     .venv/bin/python benchmarks/learned.py --quick               # 100 samples, euler, a few rows
     .venv/bin/python benchmarks/learned.py --pairs cfg --rows stock,w2sd,s2wd --samples 200
     .venv/bin/python benchmarks/learned.py --stand-in --quick    # plumbing only: random-weight SD3 mini
+    .venv/bin/python benchmarks/learned.py --family eps          # the same rows on the SD1.5 EPS UNets (or v)
 
     W2SD_COMFYUI_VERSION=0.29.0 .venv-0.29.0/bin/python benchmarks/learned.py --pairs checkpoints,lora \
         --rows stock,warm_all,guiders --autoguidance ../ComfyUI-AutoGuidance      # W2SD beside the guiders
@@ -43,7 +45,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import copy
 import json
 import os
 import platform
@@ -76,6 +77,11 @@ SAMPLERS = {  # name on the command line -> (sampler_name, scheduler)
     "dpmpp_2m_karras": ("dpmpp_2m", "karras"),
     "dpmpp_2m_sde_karras": ("dpmpp_2m_sde", "karras"),
     "uni_pc": ("uni_pc", "simple"),
+}
+FAMILIES = {  # --family -> (empty latent node, euler's scheduler: ComfyUI's default for the family)
+    "flow": ("EmptySD3LatentImage", "simple"),
+    "eps": ("EmptyLatentImage", "normal"),
+    "v": ("EmptyLatentImage", "normal"),  # SD1.5 v-prediction: loaded through ModelSamplingDiscrete
 }
 BOOTSTRAP = 1000
 SEED = 1000
@@ -311,13 +317,19 @@ class Session:
 
     c: Any
     names: Any  # the learned_models module (file-name constants, prompts)
+    family: str = "flow"  # FAMILIES
     _cache: dict[str, Any] = field(default_factory=dict)
     peers: dict[str, str] = field(default_factory=dict)
     """Other packs loaded for their rows -> their commit (load_peer)."""
 
     def checkpoint(self, name: str) -> tuple[Any, Any, Any]:
         if name not in self._cache:
-            self._cache[name] = self.c.execute("CheckpointLoaderSimple", ckpt_name=name)
+            model, clip, vae = self.c.execute("CheckpointLoaderSimple", ckpt_name=name)
+            if self.family == "v":  # an SD1.5 file does not say v-prediction: the user sets it
+                model = self.c.execute(
+                    "ModelSamplingDiscrete", model=model, sampling="v_prediction", zsnr=False
+                )[0]
+            self._cache[name] = (model, clip, vae)
         return self._cache[name]
 
     def encode(self, clip: Any, text: str) -> Any:
@@ -375,6 +387,8 @@ def sample_row(
     import torch
 
     sampler_name, scheduler = SAMPLERS[sampler]
+    latent_node, euler_scheduler = FAMILIES[s.family]
+    scheduler = euler_scheduler if sampler == "euler" else scheduler
     per_job = [n // len(setup.jobs) + (1 if i < n % len(setup.jobs) else 0) for i in range(len(setup.jobs))]
     images, latents, classes, nfe, calls = [], [], [], 0, 0
     start = time.perf_counter()
@@ -384,7 +398,7 @@ def sample_row(
                 size = min(batch, count - k)
                 # Fixed seeds: one per (job, chunk), the same for every row and sampler.
                 chunk_seed = seed + 1000 * j + k
-                latent = s.c.execute("EmptySD3LatentImage", width=SIZE, height=SIZE, batch_size=size)[0]
+                latent = s.c.execute(latent_node, width=SIZE, height=SIZE, batch_size=size)[0]
                 common = dict(
                     seed=chunk_seed, sampler_name=sampler_name, scheduler=scheduler, positive=job.positive,
                     negative=job.negative, latent_image=latent, denoise=1.0,
@@ -586,7 +600,9 @@ class Result:
     """The judged values of every sample (ROW_VALUES), enough to recompute every figure: rows_json."""
 
 
-def start_session(stand_in: bool, autoguidance: Path | None = None, ag_fix: bool = True) -> Session:
+def start_session(
+    stand_in: bool, autoguidance: Path | None = None, ag_fix: bool = True, family: str = "flow"
+) -> Session:
     from comfy_inprocess import start_inprocess
     from comfy_server import comfyui_dir
 
@@ -607,7 +623,7 @@ def start_session(stand_in: bool, autoguidance: Path | None = None, ag_fix: bool
     import comfy.utils
 
     comfy.utils.PROGRESS_BAR_ENABLED = False
-    session = Session(c, names)
+    session = Session(c, names, family)
     if autoguidance is not None:
         session.peers["ComfyUI-AutoGuidance"] = load_peer(c, autoguidance, AUTOGUIDANCE_NODE)
         if ag_fix:
@@ -967,12 +983,12 @@ STAND_IN_PAIRS = [
 ]
 
 
-def learned_pairs(lora_scales: dict[str, float] | None = None) -> list[PairDef]:
-    """The paper's pair types on the learned models (tools/learned_models.py: PAIRS); `lora_scales`
+def learned_pairs(lora_scales: dict[str, float] | None = None, family: str = "flow") -> list[PairDef]:
+    """The paper's pair types on one family of learned models (tools/learned_models.py: pairs); `lora_scales`
     (main, strong, weak) replaces the LoRA pairs' splitter scales."""
     import learned_models as lm
 
-    spec = copy.deepcopy(lm.PAIRS)
+    spec = lm.pairs(family)
     for key in ("lora", "lora_cfg"):
         if lora_scales and key in spec:
             spec[key]["scales"] = dict(lora_scales)
@@ -1057,6 +1073,8 @@ def learned_pairs(lora_scales: dict[str, float] | None = None) -> list[PairDef]:
         "prompt": "Refined vs raw prompt",
         "lora_cfg": "LoRA + CFG gap",
     }
+    if family != "flow":
+        titles = {key: f"{title}, {family.upper()} UNet" for key, title in titles.items()}
     defs = []
     for key, build in builders.items():
         if key not in spec:
@@ -1076,13 +1094,13 @@ def data_share(digits: tuple[int, ...]) -> float:
     return float(judges.class_shares(judges.load_digits().test_x)[list(digits)].sum())
 
 
-def weights_id(stand_in: bool) -> str:
+def weights_id(stand_in: bool, family: str = "flow") -> str:
     if stand_in:
         return "random-weight SD3 fixture (stand-in)"
     import learned_models
 
-    m = learned_models.manifest()
-    return f"benchmarks/learned_weights source_hash {m.get('source_hash')}"
+    m = learned_models.manifest(family)
+    return f"benchmarks/learned_weights/{learned_models.MANIFESTS[family]} source_hash {m.get('source_hash')}"
 
 
 def machine() -> str:
@@ -1130,6 +1148,10 @@ def main(argv: list[str] | None = None) -> int:
     )  # fmt: skip
     p.add_argument("--quick", action="store_true", help=f"100 samples, rows {', '.join(QUICK_ROWS)}")
     p.add_argument("--stand-in", action="store_true", help="random-weight SD3 fixture: plumbing only")
+    p.add_argument(
+        "--family", choices=list(FAMILIES), default="flow",
+        help="the learned models: flow (SD3 MMDiTs, default), eps or v (SD1.5 UNets; euler: the normal schedule)",
+    )  # fmt: skip
     p.add_argument("--no-write", action="store_true", help="print only; leave results/ and docs/ alone")
     p.add_argument(
         "--results", type=Path, default=RESULTS, help=f"markdown table (default {RESULTS.relative_to(ROOT)})"
@@ -1184,8 +1206,10 @@ def main(argv: list[str] | None = None) -> int:
             "(--autoguidance PATH or $W2SD_AUTOGUIDANCE)"
         )
         rows = [r for r in rows if r not in GUIDER_SWEEPS or r.startswith("dmg_")]
+    if args.stand_in and args.family != "flow":
+        p.error("--stand-in is the SD3 fixture: use it without --family")
     s = start_session(
-        args.stand_in, args.autoguidance if wants_ag else None, not args.autoguidance_as_shipped
+        args.stand_in, args.autoguidance if wants_ag else None, not args.autoguidance_as_shipped, args.family
     )
     dmg = [r for r in rows if r.startswith("dmg_")]
     if dmg and "DualModelGuider" not in s.c.nodes.NODE_CLASS_MAPPINGS:
@@ -1194,7 +1218,7 @@ def main(argv: list[str] | None = None) -> int:
             "(experimental, in 0.29.0's comfy_extras/nodes_custom_sampler.py)"
         )
         rows = [r for r in rows if r not in dmg]
-    all_pairs = STAND_IN_PAIRS if args.stand_in else learned_pairs(lora_scales)
+    all_pairs = STAND_IN_PAIRS if args.stand_in else learned_pairs(lora_scales, args.family)
     keys = [x.key for x in all_pairs] if args.pairs == "all" else args.pairs.split(",")
     if bad := [k for k in keys if k not in {x.key for x in all_pairs}]:
         p.error(f"--pairs: {', '.join(bad)} unknown (allowed: {', '.join(x.key for x in all_pairs)})")
@@ -1211,7 +1235,7 @@ def main(argv: list[str] | None = None) -> int:
             f"Run {datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC, {wall / 60:.1f} min"
             f"{'' if final else ' so far (interrupted or still running)'}: {machine()}",
             f"{args.steps} steps, {SIZE} px (8x8 latents), {args.samples} samples per row from fixed seeds, "
-            f"{args.bootstrap} bootstrap rounds; weights: {weights_id(args.stand_in)}; command: `benchmarks/learned.py {' '.join(argv or sys.argv[1:])}`",
+            f"{args.bootstrap} bootstrap rounds; weights: {weights_id(args.stand_in, args.family)}; command: `benchmarks/learned.py {' '.join(argv or sys.argv[1:])}`",
         ]
         if any(r in GUIDER_SWEEPS for r in rows):
             peers = "; ".join(f"{k}: {v}" for k, v in s.peers.items()) or "none loaded"

@@ -121,9 +121,14 @@ def model_label(patcher: Any) -> str:
 
 def check_same_family(main: Any, side: Any, role: str) -> None:
     """Strong and weak must share the latent space and the noise parametrization of the main model."""
-    a, b = main.model, side.model
+    # get_model_object: a ModelSamplingDiscrete node (an SD1.5 v-prediction checkpoint) patches the object
+    # on the patcher; the model itself holds it only while that patcher is loaded.
     checks = (
-        ("latent format", type(a.latent_format).__name__, type(b.latent_format).__name__),
+        (
+            "latent format",
+            type(main.get_model_object("latent_format")).__name__,
+            type(side.get_model_object("latent_format")).__name__,
+        ),
         ("prediction type", prediction_type(main), prediction_type(side)),
     )
     for what, mine, theirs in checks:
