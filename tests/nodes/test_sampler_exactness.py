@@ -150,16 +150,16 @@ class Setup:
         self.same = comfyui.execute("W2SDModelPair", strong_cfg=cfg, weak_cfg=cfg)[0]
 
     def ksamplers(
-        self, sampler: str, scheduler: str = "simple", iters: int = ITERS
+        self, sampler: str, scheduler: str = "simple", iters: int = ITERS, reflection: dict | None = None
     ) -> tuple[torch.Tensor, torch.Tensor]:
-        """(W2SD KSampler, stock KSampler) latents."""
+        """(W2SD KSampler, stock KSampler) latents; `reflection`: other reflection inputs than the default."""
         stock = self.c.nodes.common_ksampler(
             self.model, SEED, STEPS, self.cfg, sampler, scheduler, self.positive, self.negative, self.latent
         )[0]["samples"]
         w2sd = self.c.execute(
             "W2SDKSampler", model=self.model, seed=SEED, steps=STEPS, cfg=self.cfg, sampler_name=sampler,
             scheduler=scheduler, positive=self.positive, negative=self.negative, latent_image=self.latent,
-            denoise=1.0, pair=self.same, **reflect_every_step_but_the_last(iters),
+            denoise=1.0, pair=self.same, **(reflection or reflect_every_step_but_the_last(iters)),
         )[0]["samples"]  # fmt: skip
         return w2sd, stock
 
@@ -262,14 +262,7 @@ def test_keep_sampler_history_gives_back_every_such_sampler(sd3, scheduler):
     samplers = _keeps_history()
     assert {"dpmpp_2m", "deis", "ipndm", "lms", "dpmpp_3m_sde", "euler_ancestral"} <= set(samplers)
     for sampler in samplers:
-        stock = sd3.c.nodes.common_ksampler(
-            sd3.model, SEED, STEPS, sd3.cfg, sampler, scheduler, sd3.positive, sd3.negative, sd3.latent
-        )[0]["samples"]
-        w2sd = sd3.c.execute(
-            "W2SDKSampler", model=sd3.model, seed=SEED, steps=STEPS, cfg=sd3.cfg, sampler_name=sampler,
-            scheduler=scheduler, positive=sd3.positive, negative=sd3.negative, latent_image=sd3.latent,
-            denoise=1.0, pair=sd3.same, **KEEP,
-        )[0]["samples"]  # fmt: skip
+        w2sd, stock = sd3.ksamplers(sampler, scheduler, reflection=KEEP)
         Difference.of(w2sd, stock).check(f"keep_sampler_history {sampler} {scheduler}", Bound(rel=1e-4))
 
 
