@@ -323,17 +323,9 @@ class W2SDGuider(comfy.samplers.CFGGuider):
                 "weak checkpoint, a weak prompt or a lower weak cfg against the sampler's own settings)."
             )
         if self.settings.reuse_strong and reads_its_own_unconditional(sampler.sampler_function):
-            raise ValueError(
-                f"reuse_strong=True does not work with the CFG++ sampler {sampler_name(sampler.sampler_function)}: it "
-                "reads the unconditional prediction of its own evaluation, which a reused strong evaluation does not "
-                "make. Turn reuse_strong off, or pick the sampler without _cfg_pp."
-            )
+            raise ValueError(reuse_with_cfg_pp(sampler_name(sampler.sampler_function)))
         if self.settings.keep_history and sampler_name(sampler.sampler_function) not in KEEPS_HISTORY:
-            raise ValueError(
-                f"keep_sampler_history=True needs a sampler that evaluates the model once per step; "
-                f"{sampler_name(sampler.sampler_function)} does not (allowed: {', '.join(sorted(KEEPS_HISTORY))}). "
-                "Turn it off for this sampler: its window steps are then one-step calls."
-            )
+            raise ValueError(history_not_kept(sampler_name(sampler.sampler_function)))
         if any(reflected):
             check_side_sampling(self.main_model, self.pair)
             check_reflection_patches(all_model_options(self.pair, self.model_options))
@@ -478,6 +470,22 @@ def sampler_name(function: Any) -> str:
 def reads_its_own_unconditional(function: Any) -> bool:
     """CFG++ samplers hook the cfg step to read each of their own evaluations' unconditional prediction."""
     return "cfg_pp" in sampler_name(function) or getattr(function, "keywords", {}).get("cfg_pp") is True
+
+
+def reuse_with_cfg_pp(name: str) -> str:
+    return (
+        f"reuse_strong=True does not work with the CFG++ sampler {name}: it reads the unconditional prediction of "
+        "its own evaluation, which a reused strong evaluation does not make. Turn reuse_strong off, or pick the "
+        "sampler without _cfg_pp."
+    )
+
+
+def history_not_kept(name: str) -> str:
+    return (
+        f"keep_sampler_history=True needs a sampler that evaluates the model once per step; {name} does not "
+        f"(allowed: {', '.join(sorted(KEEPS_HISTORY))}). Turn it off for this sampler: its window steps are then "
+        "one-step calls."
+    )
 
 
 # torch's words for tensors whose shapes do not fit a layer: inputs made for another model family.

@@ -6,7 +6,14 @@ import logging
 from typing import Any
 
 from ..w2sd_core import AdaptiveStop, ReflectionWindow, equal_budget_plan
-from .guider import EVALS_PER_STEP, ReflectionSettings, inversion_refinements
+from .guider import (
+    EVALS_PER_STEP,
+    KEEPS_HISTORY,
+    ReflectionSettings,
+    history_not_kept,
+    inversion_refinements,
+    reuse_with_cfg_pp,
+)
 from .input_checks import check_declared
 
 log = logging.getLogger(__name__)
@@ -164,7 +171,37 @@ def validate_reflection_inputs(
         return f"denoise={denoise} is too small for steps={steps}: ComfyUI would build a schedule of steps / denoise = {steps / denoise:.3g} steps to take the last {steps} (allowed: 0, or at least {steps / LONGEST_SCHEDULE:.3g})."
     if window == "steps" and steps is not None and reflect_steps is not None and reflect_steps > steps - 1:
         return f"reflect_steps={reflect_steps} is outside the schedule: with steps={steps} at most {steps - 1} can reflect (the step into sigma 0 never does); -1 = all."
-    return True
+    if values.get("equal_budget") and "steps" not in spec.get("required", {}):
+        return EQUAL_BUDGET_WITHOUT_STEPS
+    return settings_problem(**values) or True
+
+
+EQUAL_BUDGET_WITHOUT_STEPS = (
+    "equal_budget=True needs the step count, which a GUIDER does not set: use it on the W2SD KSampler, or halve "
+    "your SIGMAS and reflect their first quarter."
+)
+
+
+def settings_problem(
+    steps: int | None = None,
+    sampler_name: str | None = None,
+    mode: str | None = None,
+    equal_budget: bool | None = None,
+    reuse_strong: bool | None = None,
+    keep_sampler_history: bool | None = None,
+    **_: Any,
+) -> str | None:
+    """What refuses these widget values together, known before the prompt runs (None: nothing). Run again at
+    run time, where a linked value is known; the sampler's own checks (a SAMPLER input) wait for the sampler."""
+    if reuse_strong and mode is not None and MODE_CHOICES.get(mode) != "w2sd":
+        return f"reuse_strong=True works in mode W2SD only (the strong step is then the sampler's own); mode is {mode!r}."
+    if equal_budget and steps is not None and steps < 2:
+        return f"equal_budget needs steps >= 2 (it samples steps // 2 and reflects a quarter); got steps={steps}."
+    if reuse_strong and sampler_name is not None and "cfg_pp" in sampler_name:
+        return reuse_with_cfg_pp(sampler_name)
+    if keep_sampler_history and sampler_name is not None and sampler_name not in KEEPS_HISTORY:
+        return history_not_kept(sampler_name)
+    return None
 
 
 def settings_from_inputs(
@@ -185,15 +222,11 @@ def settings_from_inputs(
     """(settings, steps to sample). The equal-budget toggle halves the steps and sets the window."""
     if mode not in MODE_CHOICES:
         raise ValueError(f"mode={mode!r} is not one of {', '.join(MODE_CHOICES)}")
-    if reuse_strong and MODE_CHOICES[mode] != "w2sd":
-        raise ValueError(
-            f"reuse_strong=True works in mode W2SD only (the strong step is then the sampler's own); mode is {mode!r}."
-        )
+    if problem := settings_problem(steps, None, mode, equal_budget, reuse_strong):
+        raise ValueError(problem)
     if equal_budget:
-        if steps is None or steps < 2:
-            raise ValueError(
-                f"equal_budget needs steps >= 2 (it samples steps // 2 and reflects a quarter); got steps={steps}."
-            )
+        if steps is None:
+            raise ValueError(EQUAL_BUDGET_WITHOUT_STEPS)
         plan = equal_budget_plan(steps, inversion_refinements(inversion, inversion_iters))
         log.info(
             "[W2SD] equal budget: %d steps -> %d steps, %d reflected", steps, plan.steps, plan.reflect_steps

@@ -361,10 +361,6 @@ class W2SDGuiderNode:
         return validate_reflection_inputs(cls.INPUT_TYPES(), input_types, **values)
 
     def get_guider(self, model, positive, negative, cfg, pair: W2SDPair, **reflection):  # type: ignore[no-untyped-def]
-        if reflection.get("equal_budget"):
-            raise ValueError(
-                "equal_budget=True needs the step count, which a GUIDER does not set: use it on the W2SD KSampler, or halve your SIGMAS and reflect their first quarter."
-            )
         # The schedule is only known when sampling; the window is checked against the SIGMAS then.
         settings, _ = settings_from_inputs(None, None, **reflection)
         guider = W2SDGuider(model, pair, settings)

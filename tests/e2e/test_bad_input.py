@@ -10,6 +10,7 @@ import itertools
 import numpy as np
 import pytest
 import torch
+from comfy_server import ComfyError
 from fixtures.checkpoints import SD3_MINI, SD15_MINI, SD15_MINI_CONTROLNET, SD15_MINI_LORA
 from graph_fuzz import PICKLE_MARKER, write_hostile_files
 from graphs import (
@@ -174,6 +175,16 @@ CASES = [
         ["equal_budget", "steps"],
     ),
     ("guider with equal budget", lambda: guider(equal_budget=True), ["equal_budget"]),
+    (
+        "reuse_strong in S2WD",
+        lambda: cfg_graph(reuse_strong=True, mode="S2WD (diagnosis)"),
+        ["reuse_strong", "S2WD"],
+    ),
+    (
+        "keep_sampler_history with heun",
+        lambda: with_input(cfg_graph(keep_sampler_history=True), "3", sampler_name="heun"),
+        ["keep_sampler_history", "heun"],
+    ),
     ("guider window past schedule", lambda: guider(reflect_steps=40), ["reflect_steps=40"]),
     (
         "cfg gap without a gap",
@@ -356,6 +367,29 @@ def stock_again(server):
     }
     g["3"]["inputs"]["latent_image"] = ["60", 0]
     return server.run(g).image
+
+
+REFUSED_BEFORE_RUNNING = [
+    "equal budget with steps 1",
+    "guider with equal budget",
+    "reuse_strong in S2WD",
+    "reuse_strong with a CFG++ sampler",
+    "keep_sampler_history with heun",
+    "start after end",
+    "reflect_steps past schedule",
+]
+"""Refusals the widget values alone decide: ComfyUI's validation shows them before anything loads or runs (a
+refusal while running also keeps that prompt's models until the server's next full garbage collection)."""
+
+
+@pytest.mark.parametrize("case", REFUSED_BEFORE_RUNNING)
+def test_a_refusal_the_widgets_decide_comes_before_the_prompt_runs(server, case):
+    build = next(b for c, b, _ in CASES if c == case)
+    with pytest.raises(ComfyError) as refused:
+        server.run(build())
+    assert "node_errors" in refused.value.details, (
+        f"refused while running, not by validation:\n{refused.value}"
+    )
 
 
 def test_there_are_at_least_30_cases():
