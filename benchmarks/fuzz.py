@@ -12,8 +12,10 @@ glibc's `malloc_trim(0)` inside the server and reports the memory after it: what
 holds live. Every prompt after which resident memory rose more than `--step-mib` above its highest
 reading so far is saved (out/fuzz_memory/) and listed; `--replay FILE...` runs saved prompts again
 `--repeat` times each in a fresh server (the seeds changed each time, so nothing is served from the
-cache) and prints the memory after each run: a step that does not grow with repeats is a high-water
-mark, not a leak.
+cache) and prints the memory after each run, then once more after the server has been idle long enough
+for its own full garbage collection: a step that does not grow with repeats is a high-water mark, and
+growth that this collection returns is garbage in reference cycles (a node's exception keeps its prompt's
+inputs in one: ComfyUI's execute() holds the traceback in a local of the frame it references), not a leak.
 
     .venv/bin/python benchmarks/fuzz.py                      # 10,000 prompts, seed 0
     .venv/bin/python benchmarks/fuzz.py --prompts 500 --seed 3
@@ -82,6 +84,9 @@ def memory_trend(samples: list[tuple[int, float]]) -> float:
 
 
 MIB = 2**20
+SERVER_GC_INTERVAL = 10.0
+"""ComfyUI's prompt worker runs gc.collect() between prompts at most this often (main.py, 0.3.52 to 0.29.0),
+and once the queue has been idle this long."""
 
 
 def start_server() -> tuple[ComfyServer, Path]:
@@ -133,6 +138,11 @@ def replay(paths: list[Path], repeat: int, time_cap: float) -> None:
                 )
             print(
                 f"[replay] {path.name} ({len(outputs)} outputs), MiB before/after trim per run: {', '.join(readings)}"
+            )
+            time.sleep(SERVER_GC_INTERVAL + 5)
+            print(
+                f"[replay] {path.name}: after {SERVER_GC_INTERVAL + 5:.0f} s idle (the server's own full garbage "
+                f"collection): {trimmed_memory(server)[1]:.0f} MiB after trim"
             )
     finally:
         server.stop()
