@@ -207,6 +207,18 @@ function addCostWidget(node) {
   node.addCustomWidget(label);
 }
 
+/**
+ * Workflows saved before keep_sampler_history existed (pack 0.1.0) sampled with it off: they open with it
+ * off, where a new node gets its default (on). A prompt sent to the API without it runs with it off too.
+ */
+function keepSavedHistorySetting(node, info) {
+  const w = widget(node, "keep_sampler_history");
+  const saved = info?.widgets_values;
+  if (!w || !Array.isArray(saved)) return;
+  const index = node.widgets.filter((x) => x.serialize !== false && x.options?.serialize !== false).indexOf(w);
+  if (index >= saved.length) w.value = false;
+}
+
 function chain(proto, name, fn) {
   const previous = proto[name];
   proto[name] = function (...args) {
@@ -241,7 +253,8 @@ app.registerExtension({
       syncInversionIters(this);
       redrawLabels(this.graph);
     });
-    chain(proto, "onConfigure", function () {
+    chain(proto, "onConfigure", function (info) {
+      keepSavedHistorySetting(this, info);
       syncPreset(this);
       syncInversionIters(this);
     });
