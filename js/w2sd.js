@@ -211,12 +211,11 @@ function addCostWidget(node) {
  * Workflows saved before keep_sampler_history existed (pack 0.1.0) sampled with it off: they open with it
  * off, where a new node gets its default (on). A prompt sent to the API without it runs with it off too.
  */
-function keepSavedHistorySetting(node, info) {
+function savedWithoutHistorySetting(node, info) {
   const w = widget(node, "keep_sampler_history");
   const saved = info?.widgets_values;
-  if (!w || !Array.isArray(saved)) return;
-  const index = node.widgets.filter((x) => x.serialize !== false && x.options?.serialize !== false).indexOf(w);
-  if (index >= saved.length) w.value = false;
+  if (!w || !Array.isArray(saved)) return false;
+  return node.widgets.filter((x) => x.serialize !== false).indexOf(w) >= saved.length; // as the workflow saves them
 }
 
 function chain(proto, name, fn) {
@@ -230,6 +229,14 @@ function chain(proto, name, fn) {
 
 app.registerExtension({
   name: "w2sd.cost",
+  loadedGraphNode(node) {
+    if (!node.w2sdSavedWithoutHistory) return;
+    delete node.w2sdSavedWithoutHistory;
+    const w = widget(node, "keep_sampler_history");
+    w.value = false;
+    w.callback?.(false);
+    syncPreset(node);
+  },
   async beforeRegisterNodeDef(nodeType, nodeData) {
     const id = nodeData.name;
     if (!SAMPLERS.has(id) && !PAIR_NODES.has(id)) return;
@@ -254,7 +261,8 @@ app.registerExtension({
       redrawLabels(this.graph);
     });
     chain(proto, "onConfigure", function (info) {
-      keepSavedHistorySetting(this, info);
+      // The frontend fills the widgets from widgets_values after this call: loadedGraphNode acts on it.
+      this.w2sdSavedWithoutHistory = savedWithoutHistorySetting(this, info);
       syncPreset(this);
       syncInversionIters(this);
     });
