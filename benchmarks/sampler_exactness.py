@@ -33,12 +33,12 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-for _path in (ROOT / "tests", ROOT / "tools"):
+for _path in (ROOT / "tests", ROOT / "tools", ROOT / "benchmarks"):
     if str(_path) not in sys.path:
         sys.path.insert(0, str(_path))
 
-from comfy_inprocess import start_inprocess  # noqa: E402
 from comfy_server import comfyui_dir  # noqa: E402
+from common import comfyui  # noqa: E402
 from fixtures.checkpoints import SD3_MINI, SD15_MINI, comfyui_version, install_fixtures  # noqa: E402
 
 MODELS = {"sd3": (SD3_MINI, 4.0), "sd15": (SD15_MINI, 5.5)}  # checkpoint, cfg
@@ -124,12 +124,9 @@ def main() -> None:
 
     torch.set_num_threads(args.threads)
     base = Path(tempfile.mkdtemp(prefix="w2sd_exactness_"))
-    c = start_inprocess(base, install_fixtures(base, comfyui_dir()))
-    c.load_pack()
+    c = comfyui.start(base, install_fixtures(base, comfyui_dir()))
     import comfy.samplers
-    import comfy.utils
 
-    comfy.utils.PROGRESS_BAR_ENABLED = False
     samplers = args.samplers or every_sampler_name(comfy.samplers)
     started = time.perf_counter()
     results = {}

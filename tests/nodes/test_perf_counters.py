@@ -1,7 +1,8 @@
 """What the W2SD KSampler does beyond its model evaluations, counted (not timed) so a regression fails CI.
 
-benchmarks/perf.py measures time and memory on the same hooks (`instrument`, `Counters`, `PeakMemory`,
-imported from there so the benchmark and this test count the same things). Pinned here:
+benchmarks/perf.py measures time and memory on the same hooks (`instrument`, `Counters` in
+benchmarks/common/counters.py, `PeakMemory` in benchmarks/common/memory.py, imported from there so the
+benchmarks and this test count the same things). Pinned here:
 - cfg 1 / cfg 0 sides: one batch-1 pass each, with the positive (cfg 1) or the negative (cfg 0) conds;
 - LoRA pair: no weight patch operation at all, no load or unload inside the loop, the base weights are the
   same tensors, peak memory over stock below the LoRA plus 5% (a second copy of the base breaks it);
@@ -16,7 +17,9 @@ the cfg 1 strong side's batch of 1, one `load_models_gpu` call holding both chec
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 import torch
@@ -34,8 +37,14 @@ NFE = {"main": STEPS, "strong": STEPS - 1, "weak": STEPS - 1}
 
 
 @pytest.fixture(scope="module")
-def perf(comfyui, source_module):
-    return source_module("w2sd_benchmarks_perf", ROOT / "benchmarks" / "perf.py")
+def perf(comfyui):
+    """benchmarks/common's counters and peak memory, as `perf.Counters`, `perf.instrument`, `perf.PeakMemory`."""
+    if str(ROOT / "benchmarks") not in sys.path:
+        sys.path.insert(0, str(ROOT / "benchmarks"))
+    from common.counters import Counters, instrument
+    from common.memory import PeakMemory
+
+    return SimpleNamespace(Counters=Counters, instrument=instrument, PeakMemory=PeakMemory)
 
 
 class Setup:
