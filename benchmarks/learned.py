@@ -66,6 +66,7 @@ for _path in (ROOT, ROOT / "tests", ROOT / "tools", ROOT / "benchmarks"):
 from common import comfyui  # noqa: E402
 from common.counters import Counters, count_model_evaluations, instrument  # noqa: E402
 from common.intervals import Figure, bootstrap, paired_difference  # noqa: E402
+from common.report import machine  # noqa: E402
 from common.sampling import custom_sample  # noqa: E402
 
 RESULTS = ROOT / "benchmarks" / "results" / "learned.md"
@@ -1106,7 +1107,7 @@ def main(argv: list[str] | None = None) -> int:
         wall = time.perf_counter() - start
         meta = [
             f"Run {datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC, {wall / 60:.1f} min"
-            f"{'' if final else ' so far (interrupted or still running)'}: {report.machine()}",
+            f"{'' if final else ' so far (interrupted or still running)'}: {machine()}",
             f"{args.steps} steps, {SIZE} px (8x8 latents), {args.samples} samples per row from fixed seeds, "
             f"{args.bootstrap} bootstrap rounds; weights: {weights_id(args.stand_in, args.family)}; command: `benchmarks/learned.py {' '.join(argv or sys.argv[1:])}`",
         ]
@@ -1122,7 +1123,7 @@ def main(argv: list[str] | None = None) -> int:
         if not args.no_write or args.rows_json:  # a rows file asked for by name is written all the same
             run_meta = {
                 "run": f"{started:%Y-%m-%d %H:%M} UTC", "finished": final, "command": f"benchmarks/learned.py {' '.join(argv or sys.argv[1:])}",
-                "machine": report.machine(), "comfyui": comfyui_version(), "weights": weights_id(args.stand_in),
+                "machine": machine(), "comfyui": comfyui_version(), "weights": weights_id(args.stand_in),
                 "steps": args.steps, "samples": args.samples, "bootstrap": args.bootstrap, "seed": SEED,
                 "minority": list(judge.minority), "peers": s.peers,
             }  # fmt: skip
