@@ -50,10 +50,8 @@ import argparse
 import logging
 import os
 import re
-import shutil
 import statistics
 import sys
-import tempfile
 import time
 from collections import Counter
 from collections.abc import Callable
@@ -67,7 +65,6 @@ for _path in (ROOT / "tests", ROOT / "tools", ROOT / "benchmarks"):
     if str(_path) not in sys.path:
         sys.path.insert(0, str(_path))
 
-from comfy_server import comfyui_dir  # noqa: E402
 from common import comfyui  # noqa: E402
 from common.counters import ROLE_KEY  # noqa: E402
 from common.graph import CFG, SEED, Graph, configs  # noqa: E402
@@ -75,7 +72,7 @@ from common.memory import PeakMemory  # noqa: E402
 from common.random_models import UNET_CONFIGS, build_full_size  # noqa: E402
 from common.report import code_version, load_average, machine, mib, write_section  # noqa: E402
 from common.timing import Result, measure  # noqa: E402
-from fixtures.checkpoints import comfyui_version, install_fixtures  # noqa: E402
+from fixtures.checkpoints import comfyui_version  # noqa: E402
 
 RESULTS = ROOT / "benchmarks" / "results" / "perf.md"
 HEADER = (
@@ -397,11 +394,8 @@ def main(argv: list[str] | None = None) -> int:
     )
     command = "python benchmarks/perf.py " + " ".join(argv if argv is not None else sys.argv[1:])
 
-    base = Path(tempfile.mkdtemp(prefix="w2sd_perf_"))
-    try:
-        install_fixtures(base, comfyui_dir())
-        # ComfyUI's own text-encoder dtype: the conds (and the memory they hold) as a user's run has them.
-        c = comfyui.start(base, device=args.device, fp32_text_enc=False)
+    # ComfyUI's own text-encoder dtype: the conds (and the memory they hold) as a user's run has them.
+    with comfyui.with_fixtures("w2sd_perf_", args.device, fp32_text_enc=False) as c:
         if args.previews:
             import comfy.cli_args
 
@@ -454,8 +448,6 @@ def main(argv: list[str] | None = None) -> int:
             if not args.no_write:
                 write_section(args.out, f"{model}:{args.device}", text, HEADER)
                 print(f"\nwritten to {args.out}", flush=True)
-    finally:
-        shutil.rmtree(base, ignore_errors=True)
     return 0
 
 

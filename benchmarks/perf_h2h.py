@@ -30,9 +30,7 @@ from __future__ import annotations
 import argparse
 import os
 import re
-import shutil
 import sys
-import tempfile
 from collections.abc import Callable
 from datetime import datetime, timezone
 from pathlib import Path
@@ -43,14 +41,13 @@ for _path in (ROOT / "tests", ROOT / "tools", ROOT / "benchmarks"):
     if str(_path) not in sys.path:
         sys.path.insert(0, str(_path))
 
-from comfy_server import comfyui_dir  # noqa: E402
 from common import comfyui  # noqa: E402
 from common.graph import CFG, LORA_SCALES, SEED, Config, Graph  # noqa: E402
 from common.graph import configs as perf_configs  # noqa: E402
 from common.memory import PeakMemory  # noqa: E402
 from common.report import code_version, load_average, machine, mib, write_section  # noqa: E402
 from common.timing import Result, measure  # noqa: E402
-from fixtures.checkpoints import comfyui_version, install_fixtures  # noqa: E402
+from fixtures.checkpoints import comfyui_version  # noqa: E402
 
 RESULTS = ROOT / "benchmarks" / "results" / "perf_h2h.md"
 HEADER = (
@@ -198,10 +195,7 @@ def main(argv: list[str] | None = None) -> int:
     cpu = args.device == "cpu" and args.model != "tiny"
     steps = args.steps or (3 if cpu else 20)
     size = args.size or (256 if cpu else 512 if args.model != "tiny" else 64)
-    base = Path(tempfile.mkdtemp(prefix="w2sd_perf_h2h_"))
-    try:
-        install_fixtures(base, comfyui_dir())
-        c = comfyui.start(base, device=args.device, fp32_text_enc=False)
+    with comfyui.with_fixtures("w2sd_perf_h2h_", args.device, fp32_text_enc=False) as c:
         notes, peers = [], []
         ag = args.autoguidance is not None
         if ag:
@@ -242,8 +236,6 @@ def main(argv: list[str] | None = None) -> int:
         if not args.no_write:
             write_section(args.out, f"{args.model}:{args.device}:{version}", text, HEADER)
             print(f"\nwritten to {args.out}", flush=True)
-    finally:
-        shutil.rmtree(base, ignore_errors=True)
     return 0
 
 

@@ -4,12 +4,18 @@ other packs (the guiders W2SD is compared with) loaded beside it."""
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
+import shutil
 import subprocess
+import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 from comfy_inprocess import InProcessComfy, run_async, start_inprocess
+from comfy_server import comfyui_dir
+from fixtures.checkpoints import install_fixtures
 
 
 def start(
@@ -27,6 +33,17 @@ def start(
         if mm.get_torch_device().type != "cuda":
             raise RuntimeError(f"--device cuda, but ComfyUI runs on {mm.get_torch_device()}")
     return c
+
+
+@contextlib.contextmanager
+def with_fixtures(prefix: str, device: str = "cpu", fp32_text_enc: bool = True) -> Iterator[InProcessComfy]:
+    """`start` on a fresh temporary base with the test fixtures installed (tests/fixtures/checkpoints.py),
+    the base removed afterwards."""
+    base = Path(tempfile.mkdtemp(prefix=prefix))
+    try:
+        yield start(base, install_fixtures(base, comfyui_dir()), device, fp32_text_enc)
+    finally:
+        shutil.rmtree(base, ignore_errors=True)
 
 
 def load_peer(c: Any, path: Path, node: str) -> str:
