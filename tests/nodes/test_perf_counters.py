@@ -19,13 +19,17 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
-from types import SimpleNamespace
 
 import pytest
 import torch
 from fixtures.checkpoints import SD15_MINI, SD15_MINI_FINETUNE, SD15_MINI_LORA
 
 ROOT = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(ROOT / "benchmarks"))
+
+from common.counters import Counters, instrument  # noqa: E402
+from common.memory import PeakMemory  # noqa: E402
+
 pytestmark = pytest.mark.usefixtures("one_thread")
 STEPS = 4
 CFG = 5.5
@@ -36,20 +40,9 @@ REFLECTION = {
 NFE = {"main": STEPS, "strong": STEPS - 1, "weak": STEPS - 1}
 
 
-@pytest.fixture(scope="module")
-def perf(comfyui):
-    """benchmarks/common's counters and peak memory, as `perf.Counters`, `perf.instrument`, `perf.PeakMemory`."""
-    if str(ROOT / "benchmarks") not in sys.path:
-        sys.path.insert(0, str(ROOT / "benchmarks"))
-    from common.counters import Counters, instrument
-    from common.memory import PeakMemory
-
-    return SimpleNamespace(Counters=Counters, instrument=instrument, PeakMemory=PeakMemory)
-
-
 class Setup:
-    def __init__(self, comfyui, perf):
-        self.c, self.perf = comfyui, perf
+    def __init__(self, comfyui):
+        self.c = comfyui
         comfyui.load_pack()
         self.model, self.clip, _ = comfyui.execute("CheckpointLoaderSimple", ckpt_name=SD15_MINI)
         self.positive = comfyui.execute("CLIPTextEncode", clip=self.clip, text="a red fox in the snow")[0]
@@ -71,9 +64,9 @@ class Setup:
         )[0]["samples"]  # fmt: skip
 
     def counted(self, run, required=(), host_reads=True, keep_inputs=False):
-        counters = self.perf.Counters(required=tuple(m.model for m in required))
+        counters = Counters(required=tuple(m.model for m in required))
         with (
-            self.perf.instrument(counters, host_reads=host_reads, keep_inputs=keep_inputs),
+            instrument(counters, host_reads=host_reads, keep_inputs=keep_inputs),
             torch.inference_mode(),
         ):
             run()
@@ -88,8 +81,8 @@ class Setup:
 
 
 @pytest.fixture(scope="module")
-def s(comfyui, perf):
-    return Setup(comfyui, perf)
+def s(comfyui):
+    return Setup(comfyui)
 
 
 def rows_of(cond):
@@ -102,8 +95,8 @@ def same(a, b):
 
 def test_counters_see_host_reads(s):
     """The hooks are live: a read made inside the loop is counted, one made outside is not."""
-    counters = s.perf.Counters()
-    with s.perf.instrument(counters, host_reads=True):
+    counters = Counters()
+    with instrument(counters, host_reads=True):
         torch.ones(1).item()
         counters.in_loop = True
         torch.ones(2).tolist(), bool(torch.ones(1)), float(torch.ones(1)), torch.ones(1).cpu()
@@ -134,7 +127,7 @@ def test_lora_pair_patches_no_weight_and_holds_one_base(s):
     split, pair = s.lora_split()
     s.stock(), s.w2sd(pair, model=split)  # warm-up: both loaded once
     weights = {k: v.data_ptr() for k, v in s.model.model.state_dict().items()}
-    memory = s.perf.PeakMemory("cpu")
+    memory = PeakMemory("cpu")
     memory.start()
     s.stock()
     stock_peak = memory.stop()
