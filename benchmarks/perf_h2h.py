@@ -31,7 +31,6 @@ import argparse
 import os
 import re
 import sys
-from collections.abc import Callable
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -61,16 +60,10 @@ WEIGHT = 2.0
 STOCK, STOCK_LORA = "stock KSampler", "stock KSampler + LoraLoader 0.8"
 
 
-def cached(g: Graph, key: str, make: Callable[[], Any]) -> Any:
-    if key not in g._cache:
-        g._cache[key] = make()
-    return g._cache[key]
-
-
 def second_lora(g: Graph) -> Any:
     """The LoRA at the stock scale on the second model instance (what dual_models_2x_vram needs)."""
-    return cached(
-        g, "second_lora",
+    return g.cached(
+        "second_lora",
         lambda: g.c.execute(
             "LoraLoaderModelOnly", model=g.get("second"), lora_name=g.lora_name,
             strength_model=LORA_SCALES["main"],

@@ -61,9 +61,13 @@ class Graph:
             self.lora_name = SD15_MINI_LORA
 
     def get(self, name: str) -> Any:
-        if name not in self._cache:
-            self._cache[name] = getattr(self, f"_make_{name}")()
-        return self._cache[name]
+        return self.cached(name, getattr(self, f"_make_{name}"))
+
+    def cached(self, key: str, make: Callable[[], Any]) -> Any:
+        """`make()` once per graph (an input another script adds, e.g. perf_h2h.py's second LoRA)."""
+        if key not in self._cache:
+            self._cache[key] = make()
+        return self._cache[key]
 
     def _unet_of(self, name: str) -> Any:
         """The MODEL of a tiny checkpoint without its CLIP and VAE (CheckpointLoaderSimple's loader), so
