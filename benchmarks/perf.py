@@ -71,7 +71,7 @@ from common.graph import CFG, SEED, Graph, configs  # noqa: E402
 from common.memory import PeakMemory  # noqa: E402
 from common.random_models import UNET_CONFIGS, build_full_size  # noqa: E402
 from common.report import code_version, load_average, machine, mib, write_section  # noqa: E402
-from common.timing import Result, measure  # noqa: E402
+from common.timing import Result, measure, results_table  # noqa: E402
 from fixtures.checkpoints import comfyui_version  # noqa: E402
 
 RESULTS = ROOT / "benchmarks" / "results" / "perf.md"
@@ -183,11 +183,8 @@ def table(results: list[Result]) -> str:
         "| weight patches: setup / loop | load_models_gpu: setup / loop; weight (re)loads in loop "
         "| host reads in loop (from w2sd code) |"
     )
-    lines = [head, "|" + "---|" * (head.count("|") - 1)]
-    for r in results:
-        if r.error is not None:
-            lines.append(f"| {r.config.name} | failed: {r.error} |" + " |" * (head.count("|") - 3))
-            continue
+
+    def row(r: Result) -> str:
         c = r.counters
         base = by_name.get(r.config.baseline) if r.config.baseline else (None if r is stock else stock)
         if base is None or base.error is not None:
@@ -197,7 +194,7 @@ def table(results: list[Result]) -> str:
             tag = "" if base is stock else " (vs +LoRA)"
             rel_nfe, rel_row = f"{w_nfe:.3f} / {c_nfe:.3f}{tag}", f"{w_row:.3f} / {c_row:.3f}{tag}"
         delta = "" if stock is None or stock.error else f" ({(r.peak - stock.peak) / 2**20:+,.0f})"
-        lines.append(
+        return (
             f"| {r.config.name} | {r.wall:.3f} ({min(r.times):.3f}) | {r.cpu_time:.3f} | {c.total_nfe} "
             f"| {c.passes_text()} | {1000 * r.wall / c.total_nfe:.1f} | {rel_nfe} | {rel_row} "
             f"| {1000 * r.network_per_row:.1f} | {1000 * r.host_per_nfe:.2f} "
@@ -205,7 +202,8 @@ def table(results: list[Result]) -> str:
             f"| {c.load_calls['setup']} / {c.load_calls['loop']}; {c.weight_moves['loop']} "
             f"| {c.host_reads_in_loop()} ({c.host_reads_in_loop('w2sd')}) |"
         )
-    return "\n".join(lines)
+
+    return results_table(head, results, row)
 
 
 def findings(g: Graph, results: list[Result], probe: Probes, device: str) -> list[str]:

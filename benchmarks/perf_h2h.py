@@ -45,7 +45,7 @@ from common.graph import CFG, LORA_SCALES, SEED, Config, Graph  # noqa: E402
 from common.graph import configs as perf_configs  # noqa: E402
 from common.memory import PeakMemory  # noqa: E402
 from common.report import code_version, load_average, machine, mib, write_section  # noqa: E402
-from common.timing import Result, measure  # noqa: E402
+from common.timing import Result, measure, results_table  # noqa: E402
 from fixtures.checkpoints import comfyui_version  # noqa: E402
 
 RESULTS = ROOT / "benchmarks" / "results" / "perf_h2h.md"
@@ -139,11 +139,8 @@ def table(results: list[Result]) -> str:
         "| per row vs baseline | peak MiB | weight patches: setup / loop | load_models_gpu: setup / loop "
         "| weight (re)loads / unloads in loop |"
     )
-    lines = [head, "|" + "---|" * (head.count("|") - 1)]
-    for r in results:
-        if r.error is not None:
-            lines.append(f"| {r.config.name} | failed: {r.error} |" + " |" * (head.count("|") - 3))
-            continue
+
+    def row(r: Result) -> str:
         c = r.counters
         passes = sum(c.passes.values())
         base = by_name.get(r.config.baseline or "")
@@ -153,13 +150,14 @@ def table(results: list[Result]) -> str:
             wall_ratio = f"{r.wall / base.wall:.2f}x"
             row_ratio = f"{(r.wall / c.total_rows) / (base.wall / base.counters.total_rows):.3f}"
         batches = ", ".join(f"{n}x{b}" for (_, b), n in sorted(c.passes.items()))
-        lines.append(
+        return (
             f"| {r.config.name} | {r.wall:.2f} | {wall_ratio} | {passes} ({batches}) | {c.total_rows} "
             f"| {1000 * r.wall / passes:.0f} | {1000 * r.wall / c.total_rows:.0f} | {row_ratio} "
             f"| {mib(r.peak)} | {c.weight_patches['setup']} / {c.weight_patches['loop']} "
             f"| {c.load_calls['setup']} / {c.load_calls['loop']} | {c.weight_moves['loop']} |"
         )
-    return "\n".join(lines)
+
+    return results_table(head, results, row)
 
 
 def main(argv: list[str] | None = None) -> int:

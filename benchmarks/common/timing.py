@@ -118,3 +118,14 @@ def measure(g: Graph, selected: list[Config], repeats: int, device: str) -> list
             result.cpu.append(cpu)
             result.network.append(network)
     return results
+
+
+def results_table(head: str, results: list[Result], row: Callable[[Result], str]) -> str:
+    """A markdown table under `head`: `row(r)` for each measured config, "failed: ..." for one that raised."""
+    lines = [head, "|" + "---|" * (head.count("|") - 1)]
+    for r in results:
+        if r.error is not None:
+            lines.append(f"| {r.config.name} | failed: {r.error} |" + " |" * (head.count("|") - 3))
+        else:
+            lines.append(row(r))
+    return "\n".join(lines)
