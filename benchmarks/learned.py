@@ -44,28 +44,30 @@ recomputes every figure and paired interval from them).
 from __future__ import annotations
 
 import argparse
-import contextlib
 import json
 import os
-import platform
 import sys
 import tempfile
 import textwrap
 import time
-import warnings
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-import scipy.stats
 
 ROOT = Path(__file__).resolve().parents[1]
 for _path in (ROOT, ROOT / "tests", ROOT / "tools", ROOT / "benchmarks"):
     if str(_path) not in sys.path:
         sys.path.insert(0, str(_path))
+
+from common import comfyui  # noqa: E402
+from common.counters import Counters, count_model_evaluations, instrument  # noqa: E402
+from common.intervals import Figure, bootstrap, paired_difference  # noqa: E402
+from common.report import machine  # noqa: E402
+from common.sampling import custom_sample  # noqa: E402
 
 RESULTS = ROOT / "benchmarks" / "results" / "learned.md"
 FIGURE = ROOT / "docs" / "images" / "learned.png"
@@ -328,7 +330,7 @@ class Session:
     family: str = "flow"  # FAMILIES
     _cache: dict[str, Any] = field(default_factory=dict)
     peers: dict[str, str] = field(default_factory=dict)
-    """Other packs loaded for their rows -> their commit (load_peer)."""
+    """Other packs loaded for their rows -> their commit (common.comfyui.load_peer)."""
 
     def checkpoint(self, name: str) -> tuple[Any, Any, Any]:
         if name not in self._cache:
@@ -361,34 +363,6 @@ class Run:
     wall: float
 
 
-def count_nfe() -> Any:
-    """A context manager counting guider evaluations (perf.py's counters, shared with its tests)."""
-    import perf
-
-    return perf.instrument(perf.Counters())
-
-
-@contextlib.contextmanager
-def count_model_evaluations() -> Iterator[list[int]]:
-    """Calls of comfy.samplers.calc_cond_batch: one per model evaluation of a step, its conds batched as
-    ComfyUI batches them (stock's cond and uncond: one), however ComfyUI then splits the batch to fit
-    memory (network passes do depend on that). DualModelGuider and AutoGuidance make theirs there."""
-    import comfy.samplers
-    import perf
-
-    calls = [0]
-
-    def make(original: Callable[..., Any]) -> Callable[..., Any]:
-        def counted(*args: Any, **kwargs: Any) -> Any:
-            calls[0] += 1
-            return original(*args, **kwargs)
-
-        return counted
-
-    with perf._patched(comfy.samplers, "calc_cond_batch", make):
-        yield calls
-
-
 def sample_row(
     s: Session, setup: Setup, row: Row, n: int, sampler: str, steps: int, batch: int, seed: int
 ) -> Run:
@@ -411,7 +385,7 @@ def sample_row(
                     seed=chunk_seed, sampler_name=sampler_name, scheduler=scheduler, positive=job.positive,
                     negative=job.negative, latent_image=latent, denoise=1.0,
                 )  # fmt: skip
-                with count_nfe() as counters, count_model_evaluations() as evaluations:
+                with instrument(Counters()) as counters, count_model_evaluations() as evaluations:
                     if row.guider is not None:
                         out = sample_guided(
                             s, setup, job, row.guider, steps, sampler_name, scheduler, chunk_seed, latent
@@ -443,8 +417,7 @@ def sample_guided(
     s: Session, setup: Setup, job: Job, g: Guided, steps: int, sampler_name: str, scheduler: str, seed: int,
     latent: Any,
 ) -> Any:  # fmt: skip
-    """One chunk through `g`'s guider node and SamplerCustomAdvanced, with the noise (RandomNoise) and sigmas
-    (BasicScheduler) KSampler makes for the same seed, steps and scheduler: rows stay paired by seed."""
+    """One chunk through `g`'s guider node (common.sampling.custom_sample: rows stay paired by seed)."""
     models = setup.guided_two_loads if g.two_loads else setup.guided
     if models is None:
         raise ValueError(f"{g.node}: this pair has no such two-model form")
@@ -454,57 +427,12 @@ def sample_guided(
     else:
         inputs = {"model": good, "model_negative": bad, **g.inputs}
     guider = s.c.execute(g.node, positive=job.positive, negative=job.negative, **inputs)[0]
-    noise = s.c.execute("RandomNoise", noise_seed=seed)[0]
-    sampler = s.c.execute("KSamplerSelect", sampler_name=sampler_name)[0]
-    sigmas = s.c.execute("BasicScheduler", model=good, scheduler=scheduler, steps=steps, denoise=1.0)[0]
-    return s.c.execute(
-        "SamplerCustomAdvanced",
-        noise=noise,
-        guider=guider,
-        sampler=sampler,
-        sigmas=sigmas,
-        latent_image=latent,
-    )[0]
+    return custom_sample(s.c, good, guider, seed, sampler_name, scheduler, steps, latent)
 
 
 # ---------------------------------------------------------------------------------------------------
-# Judging and intervals
+# Judging
 # ---------------------------------------------------------------------------------------------------
-
-
-@dataclass
-class Figure:
-    value: float
-    low: float
-    high: float
-
-    def text(self, digits: int = 3) -> str:
-        return f"{self.value:.{digits}f} [{self.low:.{digits}f}, {self.high:.{digits}f}]"
-
-
-def bootstrap(stat: Callable[[np.ndarray], float], n: int, rounds: int, seed: int = 0) -> Figure:
-    """The statistic on all n samples and its 95% BCa interval over resampled sample sets.
-
-    BCa (scipy.stats.bootstrap): bias-corrected and accelerated, so a biased statistic such as the Frechet
-    distance (resampling repeats samples, which reads it higher) gets an interval around its own value, not
-    above it. Where every resample gives the same value (e.g. a share of 1.0) BCa is undefined and the
-    interval is the percentile one of the same resamples.
-    """
-    value = float(stat(np.arange(n)))
-    with warnings.catch_warnings():  # the degenerate case warns; it is handled below
-        warnings.simplefilter("ignore")
-        result = scipy.stats.bootstrap(
-            (np.arange(n),),
-            stat,
-            n_resamples=rounds,
-            vectorized=False,
-            method="BCa",
-            random_state=np.random.default_rng(seed),
-        )
-    low, high = result.confidence_interval
-    if not (np.isfinite(low) and np.isfinite(high)):
-        low, high = np.percentile(result.bootstrap_distribution, [2.5, 97.5])
-    return Figure(value, float(low), float(high))
 
 
 QUALITY = ("frechet", "nn_distance", "out_of_range")
@@ -565,14 +493,6 @@ class Judge:
         return {m: bootstrap(f, len(run.images), rounds) for m, f in stats.items()}, stats
 
 
-def paired_difference(
-    a: Callable[[np.ndarray], float], b: Callable[[np.ndarray], float], n: int, rounds: int
-) -> Figure:
-    """a - b over the same resampled sample indices: rows sampled from the same seeds are paired (sample i
-    of both starts from the same noise), so the interval of the difference is far tighter than either's."""
-    return bootstrap(lambda idx: a(idx) - b(idx), n, rounds, seed=1)
-
-
 # ---------------------------------------------------------------------------------------------------
 # The benchmark
 # ---------------------------------------------------------------------------------------------------
@@ -611,7 +531,6 @@ class Result:
 def start_session(
     stand_in: bool, autoguidance: Path | None = None, ag_fix: bool = True, family: str = "flow"
 ) -> Session:
-    from comfy_inprocess import start_inprocess
     from comfy_server import comfyui_dir
 
     base = Path(tempfile.mkdtemp(prefix="w2sd-learned-"))
@@ -626,14 +545,10 @@ def start_session(
 
         models = learned_models.install_learned_models(base, source)
         names = learned_models
-    c = start_inprocess(base, models)
-    c.load_pack()
-    import comfy.utils
-
-    comfy.utils.PROGRESS_BAR_ENABLED = False
+    c = comfyui.start(base, models)
     session = Session(c, names, family)
     if autoguidance is not None:
-        session.peers["ComfyUI-AutoGuidance"] = load_peer(c, autoguidance, AUTOGUIDANCE_NODE)
+        session.peers["ComfyUI-AutoGuidance"] = comfyui.load_peer(c, autoguidance, AUTOGUIDANCE_NODE)
         if ag_fix:
             encode_autoguidance_bad_conds(c)
             session.peers["ComfyUI-AutoGuidance"] += " + encode_autoguidance_bad_conds"
@@ -673,31 +588,6 @@ def encode_autoguidance_bad_conds(c: Any) -> None:
         )
 
     guider.inner_sample = inner_sample
-
-
-def load_peer(c: Any, path: Path, node: str) -> str:
-    """Load another pack from its checkout through ComfyUI's custom-node loader; returns what identifies
-    its code: the git commit, else (a snapshot without .git) its version and a hash of its Python files."""
-    import hashlib
-    import subprocess
-
-    from comfy_inprocess import run_async
-
-    path = Path(path).resolve()
-    if not run_async(c.nodes.load_custom_node(str(path))) or node not in c.nodes.NODE_CLASS_MAPPINGS:
-        raise RuntimeError(f"{path}: ComfyUI did not load {node} from it (see the log above)")
-    git = subprocess.run(["git", "-C", str(path), "rev-parse", "HEAD"], capture_output=True, text=True)
-    if git.returncode == 0 and git.stdout.strip():
-        return f"{path.name} commit {git.stdout.strip()[:12]}"
-    h = hashlib.sha256()
-    for f in sorted(path.rglob("*.py")):
-        h.update(f.read_bytes())
-    version = next(
-        (ln.split("=", 1)[1].strip().strip('"') for ln in (path / "pyproject.toml").read_text().splitlines()
-         if ln.startswith("version")),
-        "unknown",
-    ) if (path / "pyproject.toml").is_file() else "unknown"  # fmt: skip
-    return f"{path.name} (no git metadata) version {version}, *.py sha256 {h.hexdigest()[:12]}"
 
 
 def run_benchmark(
@@ -1109,22 +999,6 @@ def weights_id(stand_in: bool, family: str = "flow") -> str:
 
     m = learned_models.manifest(family)
     return f"benchmarks/learned_weights/{learned_models.MANIFESTS[family]} source_hash {m.get('source_hash')}"
-
-
-def machine() -> str:
-    import torch
-
-    cpu = platform.processor() or platform.machine()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    return (
-        f"{cpu}, {os.cpu_count()} cores, torch {torch.__version__} ({torch.get_num_threads()} threads), CPU"
-    )
 
 
 def main(argv: list[str] | None = None) -> int:

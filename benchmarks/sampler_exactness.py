@@ -27,19 +27,18 @@ import argparse
 import os
 import platform
 import sys
-import tempfile
 import time
 from datetime import datetime, timezone
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-for _path in (ROOT / "tests", ROOT / "tools"):
+for _path in (ROOT / "tests", ROOT / "tools", ROOT / "benchmarks"):
     if str(_path) not in sys.path:
         sys.path.insert(0, str(_path))
 
-from comfy_inprocess import start_inprocess  # noqa: E402
 from comfy_server import comfyui_dir  # noqa: E402
-from fixtures.checkpoints import SD3_MINI, SD15_MINI, comfyui_version, install_fixtures  # noqa: E402
+from common import comfyui  # noqa: E402
+from fixtures.checkpoints import SD3_MINI, SD15_MINI, comfyui_version  # noqa: E402
 
 MODELS = {"sd3": (SD3_MINI, 4.0), "sd15": (SD15_MINI, 5.5)}  # checkpoint, cfg
 RESULTS = ROOT / "benchmarks" / "results" / "sampler_exactness.md"
@@ -123,21 +122,19 @@ def main() -> None:
     import torch
 
     torch.set_num_threads(args.threads)
-    base = Path(tempfile.mkdtemp(prefix="w2sd_exactness_"))
-    c = start_inprocess(base, install_fixtures(base, comfyui_dir()))
-    c.load_pack()
-    import comfy.samplers
-    import comfy.utils
+    with comfyui.with_fixtures("w2sd_exactness_") as c:
+        import comfy.samplers
 
-    comfy.utils.PROGRESS_BAR_ENABLED = False
-    samplers = args.samplers or every_sampler_name(comfy.samplers)
-    started = time.perf_counter()
-    results = {}
-    for name in args.models:
-        ckpt, cfg = MODELS[name]
-        print(f"{name} ({ckpt}, cfg {cfg}):", flush=True)
-        results[name] = measure(c, ckpt, cfg, samplers, args.steps, args.scheduler, args.batch, args.iters)
-    elapsed = time.perf_counter() - started
+        samplers = args.samplers or every_sampler_name(comfy.samplers)
+        started = time.perf_counter()
+        results = {}
+        for name in args.models:
+            ckpt, cfg = MODELS[name]
+            print(f"{name} ({ckpt}, cfg {cfg}):", flush=True)
+            results[name] = measure(
+                c, ckpt, cfg, samplers, args.steps, args.scheduler, args.batch, args.iters
+            )
+        elapsed = time.perf_counter() - started
     text = table(results)
     print(text)
     if args.no_write:

@@ -6,10 +6,10 @@ Per pair, sampler and step count (one line of panels each): the target (share of
 accuracy) against the model evaluations per sample (NFE), and against the Frechet distance to real digits
 (quality, lower is better). Stock KSampler rows are curves: more steps (stock, stock at equal NFE, 1.5x,
 2x) and the CFG sweep; every other row (W2SD settings, other guiders) is a point with its 95% interval,
-recomputed from the stored samples with scipy's BCa bootstrap (`learned.bootstrap`). A setting beats
-stock when its point lies above both stock curves in the left panel and above-left of them in the right.
-Rows files from several runs combine when they share pair, sampler and steps (same seeds: compare paired
-differences in the tables, not here). matplotlib is a dev tool (`tools/dev.py setup`), not a pack
+recomputed from the stored samples with scipy's BCa bootstrap (benchmarks/common/intervals.py). A setting
+beats stock when its point lies above both stock curves in the left panel and above-left of them in the
+right. Rows files from several runs combine when they share pair, sampler and steps (same seeds: compare
+paired differences in the tables, not here). matplotlib is a dev tool (`tools/dev.py setup`), not a pack
 dependency.
 """
 
@@ -26,6 +26,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(ROOT / "benchmarks"), str(ROOT / "tools"), str(ROOT / "tests")]
 
 import learned  # noqa: E402
+from common.intervals import Figure  # noqa: E402
 
 STEP_ROWS = ("stock", "stock_nfe", "stock_15x", "stock_2x")
 """Stock rows that differ from `stock` in their step count only: the curve 'stock, more steps'."""
@@ -54,7 +55,7 @@ def points(rows: list[learned.Result]) -> list[learned.Result]:
     return [r for r in rows if r.row not in STEP_ROWS and not r.row.startswith("cfg_")]
 
 
-def _point(ax: Any, x: float, y: learned.Figure, xerr: learned.Figure | None, **style: Any) -> None:
+def _point(ax: Any, x: float, y: Figure, xerr: Figure | None, **style: Any) -> None:
     """A row's point with its intervals drawn as lines (a BCa interval need not contain its point)."""
     ax.plot([x], [y.value], "o", **style)
     ax.vlines(x, y.low, y.high, color=style["color"])

@@ -1,7 +1,8 @@
 """ComfyUI imported into this process: `import comfy.sd, nodes` work here, no server is started.
 
-Used by the `comfyui` fixture of tests/nodes and by benchmarks/learned.py. `start_inprocess` puts the
-ComfyUI source first on sys.path, forces the CPU (text encoders in fp32, as the test server runs them),
+Used by the `comfyui` fixture of tests/nodes and by the benchmarks (benchmarks/common/comfy.py).
+`start_inprocess` puts the ComfyUI source first on sys.path, forces the CPU unless asked for CUDA (text
+encoders in fp32, as the test server runs them, unless asked otherwise),
 points `folder_paths` at a base directory (models/, input/, output/, custom_nodes/ with this checkout
 linked) and loads ComfyUI's extra nodes, so every stock node is in `nodes.NODE_CLASS_MAPPINGS`.
 ComfyUI's modules are process-wide: call it once per process.
@@ -64,11 +65,16 @@ MODEL_KINDS = ("checkpoints", "loras", "controlnet", "vae", "diffusion_models", 
 
 
 def start_inprocess(
-    base: Path, models: dict[str, Path] | None = None, source: Path | None = None
+    base: Path,
+    models: dict[str, Path] | None = None,
+    source: Path | None = None,
+    device: str = "cpu",
+    fp32_text_enc: bool = True,
 ) -> InProcessComfy:
     """Import ComfyUI ($COMFYUI_PATH or the dev checkout) with `base` as its base directory.
 
-    `models`: files already installed under base/models (only recorded on the result)."""
+    `models`: files already installed under base/models (only recorded on the result). `device` "cuda"
+    lets ComfyUI pick its device; `fp32_text_enc` False keeps ComfyUI's own text-encoder dtype."""
     source = source or comfyui_dir()
     base = prepare_base(base, pack_dir=REPO_ROOT)
     if str(source) not in sys.path:
@@ -76,8 +82,8 @@ def start_inprocess(
     import comfy.cli_args
 
     # Read by comfy.model_management and folder_paths when they are first imported.
-    comfy.cli_args.args.cpu = True
-    comfy.cli_args.args.fp32_text_enc = True  # as the test server does (see comfy_server.CPU_ARGS)
+    comfy.cli_args.args.cpu = device == "cpu"
+    comfy.cli_args.args.fp32_text_enc = fp32_text_enc  # the test server's True: see comfy_server.CPU_ARGS
     comfy.cli_args.args.base_directory = str(base)
     import folder_paths
 

@@ -78,7 +78,7 @@ def test_autoguidance_rows(bench, comfyui):
     if not path:
         pytest.skip("no ComfyUI-AutoGuidance checkout: set W2SD_AUTOGUIDANCE to run its rows")
     if learned.AUTOGUIDANCE_NODE not in comfyui.nodes.NODE_CLASS_MAPPINGS:
-        learned.load_peer(comfyui, Path(path), learned.AUTOGUIDANCE_NODE)
+        learned.comfyui.load_peer(comfyui, Path(path), learned.AUTOGUIDANCE_NODE)
         learned.encode_autoguidance_bad_conds(comfyui)
     paper_2 = learned.guider_rows("ag_paper_sweep", (2.0,))[0]
 

@@ -1,7 +1,8 @@
 """What the W2SD KSampler does beyond its model evaluations, counted (not timed) so a regression fails CI.
 
-benchmarks/perf.py measures time and memory on the same hooks (`instrument`, `Counters`, `PeakMemory`,
-imported from there so the benchmark and this test count the same things). Pinned here:
+benchmarks/perf.py measures time and memory on the same hooks (`instrument`, `Counters` in
+benchmarks/common/counters.py, `PeakMemory` in benchmarks/common/memory.py, imported from there so the
+benchmarks and this test count the same things). Pinned here:
 - cfg 1 / cfg 0 sides: one batch-1 pass each, with the positive (cfg 1) or the negative (cfg 0) conds;
 - LoRA pair: no weight patch operation at all, no load or unload inside the loop, the base weights are the
   same tensors, peak memory over stock below the LoRA plus 5% (a second copy of the base breaks it);
@@ -16,6 +17,7 @@ the cfg 1 strong side's batch of 1, one `load_models_gpu` call holding both chec
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
 import pytest
@@ -23,6 +25,11 @@ import torch
 from fixtures.checkpoints import SD15_MINI, SD15_MINI_FINETUNE, SD15_MINI_LORA
 
 ROOT = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(ROOT / "benchmarks"))
+
+from common.counters import Counters, instrument  # noqa: E402
+from common.memory import PeakMemory  # noqa: E402
+
 pytestmark = pytest.mark.usefixtures("one_thread")
 STEPS = 4
 CFG = 5.5
@@ -33,14 +40,9 @@ REFLECTION = {
 NFE = {"main": STEPS, "strong": STEPS - 1, "weak": STEPS - 1}
 
 
-@pytest.fixture(scope="module")
-def perf(comfyui, source_module):
-    return source_module("w2sd_benchmarks_perf", ROOT / "benchmarks" / "perf.py")
-
-
 class Setup:
-    def __init__(self, comfyui, perf):
-        self.c, self.perf = comfyui, perf
+    def __init__(self, comfyui):
+        self.c = comfyui
         comfyui.load_pack()
         self.model, self.clip, _ = comfyui.execute("CheckpointLoaderSimple", ckpt_name=SD15_MINI)
         self.positive = comfyui.execute("CLIPTextEncode", clip=self.clip, text="a red fox in the snow")[0]
@@ -62,9 +64,9 @@ class Setup:
         )[0]["samples"]  # fmt: skip
 
     def counted(self, run, required=(), host_reads=True, keep_inputs=False):
-        counters = self.perf.Counters(required=tuple(m.model for m in required))
+        counters = Counters(required=tuple(m.model for m in required))
         with (
-            self.perf.instrument(counters, host_reads=host_reads, keep_inputs=keep_inputs),
+            instrument(counters, host_reads=host_reads, keep_inputs=keep_inputs),
             torch.inference_mode(),
         ):
             run()
@@ -79,8 +81,8 @@ class Setup:
 
 
 @pytest.fixture(scope="module")
-def s(comfyui, perf):
-    return Setup(comfyui, perf)
+def s(comfyui):
+    return Setup(comfyui)
 
 
 def rows_of(cond):
@@ -93,8 +95,8 @@ def same(a, b):
 
 def test_counters_see_host_reads(s):
     """The hooks are live: a read made inside the loop is counted, one made outside is not."""
-    counters = s.perf.Counters()
-    with s.perf.instrument(counters, host_reads=True):
+    counters = Counters()
+    with instrument(counters, host_reads=True):
         torch.ones(1).item()
         counters.in_loop = True
         torch.ones(2).tolist(), bool(torch.ones(1)), float(torch.ones(1)), torch.ones(1).cpu()
@@ -125,7 +127,7 @@ def test_lora_pair_patches_no_weight_and_holds_one_base(s):
     split, pair = s.lora_split()
     s.stock(), s.w2sd(pair, model=split)  # warm-up: both loaded once
     weights = {k: v.data_ptr() for k, v in s.model.model.state_dict().items()}
-    memory = s.perf.PeakMemory("cpu")
+    memory = PeakMemory("cpu")
     memory.start()
     s.stock()
     stock_peak = memory.stop()
