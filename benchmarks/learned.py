@@ -93,10 +93,15 @@ SEED = 1000
 # Rows: what each one runs (stock KSampler or W2SD KSampler with reflection settings)
 # ---------------------------------------------------------------------------------------------------
 
-# The W2SD KSampler's widget defaults (nodes/reflection_inputs.py).
+# The W2SD KSampler's widget defaults until 0.2.0: the rows w2sd, explicit, late, warm_all... vary them.
 W2SD_DEFAULT = {
     "mode": "W2SD", "window": "percent", "start_percent": 0.0, "end_percent": 0.5, "reflect_steps": -1,
     "inversion": "fixed_point", "inversion_iters": 1, "equal_budget": False,
+}  # fmt: skip
+# The defaults since 0.2.0 (nodes/reflection_inputs.py): every step but the last, the warm_start
+# inversion, the sampler's history kept (the same steps and inversion as the row warm_all_keep).
+NODE_DEFAULTS = {
+    **W2SD_DEFAULT, "end_percent": 1.0, "inversion": "warm_start", "inversion_iters": 0, "keep_sampler_history": True,
 }  # fmt: skip
 OFFICIAL_CODE = {"window": "steps", "inversion": "explicit"}
 ADAPTIVE_STOP = 0.25  # the adaptive row's stop_ratio  # every step but the last, the paper's inversion
@@ -142,8 +147,11 @@ ROWS: dict[str, Row] = {
     r.name: r
     for r in (
         Row("stock", "stock KSampler"),
-        Row("stock_nfe", "stock, default W2SD's NFE (more steps)", steps=default_nfe),
-        Row("w2sd", "W2SD, node defaults (0..0.5, fixed_point 1)", _w2sd()),
+        Row("stock_nfe", "stock, 0.1.0 defaults' NFE (more steps)", steps=default_nfe),
+        Row("defaults", "W2SD, node defaults (every step, warm_start, history kept)", dict(NODE_DEFAULTS)),
+        Row("s2wd_defaults", "S2WD, node defaults", {**NODE_DEFAULTS, "mode": "S2WD (diagnosis)"}),
+        Row("stock_nfe_defaults", "stock, the node defaults' NFE (more steps)", steps=lambda t: 3 * t - 2),
+        Row("w2sd", "W2SD, 0.1.0 defaults (0..0.5, fixed_point 1)", _w2sd()),
         Row("explicit", "W2SD, default window (0..0.5, explicit)", _w2sd(inversion="explicit")),
         Row("w2sd_075", "W2SD, window 0..0.75", _w2sd(end_percent=0.75)),
         Row("w2sd_all", "W2SD, every step but the last (official code)", _w2sd(**OFFICIAL_CODE)),

@@ -4,11 +4,9 @@
 // the paper, arXiv 2502.00473 (Sec. 4, Appendix, Fig. 13, Table 7).
 
 const PAPER_WINDOW = { mode: "W2SD", window: "steps", reflect_steps: -1, inversion: "explicit", equal_budget: false, stop_ratio: 0, reuse_strong: false };
-// The measured presets: a percent window with one fixed-point iteration (only the window differs).
-const MEASURED = {
-  mode: "W2SD", window: "percent", inversion: "fixed_point", inversion_iters: 1, equal_budget: false,
-  stop_ratio: 0, reuse_strong: false,
-};
+// The measured presets: a percent window (benchmarks/results/learned.md).
+const MEASURED = { mode: "W2SD", window: "percent", equal_budget: false, stop_ratio: 0, reuse_strong: false };
+const FIXED_POINT_1 = { ...MEASURED, inversion: "fixed_point", inversion_iters: 1 };
 
 export const PRESETS = {
   W2SDKSampler: [
@@ -46,16 +44,25 @@ export const PRESETS = {
       help: "Paper Fig. 13: no more NFE than stock `steps` (floor(T/2) steps, first floor(T/4) reflected). KSampler only.",
     },
     {
-      // docs/ALGORITHM.md "Choosing the window (measured, beyond the paper)": reflect the first half only.
+      // benchmarks/results/learned.md, "The defaults question": the node's defaults since 0.2.0.
       name: "measured default",
-      values: { ...MEASURED, start_percent: 0.0, end_percent: 0.5 },
-      help: "Measured on trained models (beyond the paper): reflect the first half of the steps (it gained with every sampler measured), fixed-point inversion with 1 iteration (explicit fails with karras schedules).",
+      values: {
+        ...MEASURED, start_percent: 0.0, end_percent: 1.0, inversion: "warm_start", inversion_iters: 0,
+        keep_sampler_history: true,
+      },
+      help: "The node's defaults (measured on trained EPS and flow models, 4-20 steps): every step but the last, the warm_start inversion (exact at any step size when the sides agree), the sampler's own history kept through the window.",
+    },
+    {
+      // The defaults of 0.1.0: the first half with one fixed-point iteration.
+      name: "first half",
+      values: { ...FIXED_POINT_1, start_percent: 0.0, end_percent: 0.5 },
+      help: "The defaults before 0.2.0: reflect the first half of the steps, fixed-point inversion with 1 iteration. Cheaper (2.5x stock's NFE where the default costs 2.9x) and a smaller effect.",
     },
     {
       // benchmarks/results/learned.md, "The warm_start inversion ...": with euler on a flow model's simple
       // schedule the later half of the steps carries the gain; with karras schedules it does nothing.
       name: "later half (euler)",
-      values: { ...MEASURED, start_percent: 0.5, end_percent: 1.0 },
+      values: { ...FIXED_POINT_1, start_percent: 0.5, end_percent: 1.0 },
       help: "Measured with euler on flow (SD3-style) digit models: reflecting the later half of the steps moved the class ratio most per NFE (two checkpoints +0.106, LoRA +0.236 at 2.2x stock's NFE, where the first half gave +0.034 / +0.050). With karras schedules it does nothing: keep the measured default there.",
     },
   ],

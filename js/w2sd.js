@@ -207,6 +207,17 @@ function addCostWidget(node) {
   node.addCustomWidget(label);
 }
 
+/**
+ * Workflows saved before keep_sampler_history existed (pack 0.1.0) sampled with it off: they open with it
+ * off, where a new node gets its default (on). A prompt sent to the API without it runs with it off too.
+ */
+function savedWithoutHistorySetting(node, info) {
+  const w = widget(node, "keep_sampler_history");
+  const saved = info?.widgets_values;
+  if (!w || !Array.isArray(saved)) return false;
+  return node.widgets.filter((x) => x.serialize !== false).indexOf(w) >= saved.length; // as the workflow saves them
+}
+
 function chain(proto, name, fn) {
   const previous = proto[name];
   proto[name] = function (...args) {
@@ -218,6 +229,14 @@ function chain(proto, name, fn) {
 
 app.registerExtension({
   name: "w2sd.cost",
+  loadedGraphNode(node) {
+    if (!node.w2sdSavedWithoutHistory) return;
+    delete node.w2sdSavedWithoutHistory;
+    const w = widget(node, "keep_sampler_history");
+    w.value = false;
+    w.callback?.(false);
+    syncPreset(node);
+  },
   async beforeRegisterNodeDef(nodeType, nodeData) {
     const id = nodeData.name;
     if (!SAMPLERS.has(id) && !PAIR_NODES.has(id)) return;
@@ -241,7 +260,9 @@ app.registerExtension({
       syncInversionIters(this);
       redrawLabels(this.graph);
     });
-    chain(proto, "onConfigure", function () {
+    chain(proto, "onConfigure", function (info) {
+      // The frontend fills the widgets from widgets_values after this call: loadedGraphNode acts on it.
+      this.w2sdSavedWithoutHistory = savedWithoutHistorySetting(this, info);
       syncPreset(this);
       syncInversionIters(this);
     });

@@ -324,8 +324,9 @@ class W2SDGuider(comfy.samplers.CFGGuider):
             )
         if self.settings.reuse_strong and reads_its_own_unconditional(sampler.sampler_function):
             raise ValueError(reuse_with_cfg_pp(sampler_name(sampler.sampler_function)))
-        if self.settings.keep_history and sampler_name(sampler.sampler_function) not in KEEPS_HISTORY:
-            raise ValueError(history_not_kept(sampler_name(sampler.sampler_function)))
+        # keep_sampler_history is kept where the sampler evaluates the model once per step; with the others
+        # (heun, dpm_2, the SDE samplers with two evaluations...) each window step is a one-step call.
+        keeps_history = self.settings.keep_history and sampler_name(sampler.sampler_function) in KEEPS_HISTORY
         if any(reflected):
             check_side_sampling(self.main_model, self.pair)
             check_reflection_patches(all_model_options(self.pair, self.model_options))
@@ -369,7 +370,7 @@ class W2SDGuider(comfy.samplers.CFGGuider):
                 stop=self.stop_tracker,
                 reuse_strong=self.settings.reuse_strong,
                 noising=model_noising(model_sampling),
-                keep_history=self.settings.keep_history,
+                keep_history=keeps_history,
             )
         )
         wrapped = comfy.samplers.KSAMPLER(function, sampler.extra_options, sampler.inpaint_options)
@@ -477,14 +478,6 @@ def reuse_with_cfg_pp(name: str) -> str:
         f"reuse_strong=True does not work with the CFG++ sampler {name}: it reads the unconditional prediction of "
         "its own evaluation, which a reused strong evaluation does not make. Turn reuse_strong off, or pick the "
         "sampler without _cfg_pp."
-    )
-
-
-def history_not_kept(name: str) -> str:
-    return (
-        f"keep_sampler_history=True needs a sampler that evaluates the model once per step; {name} does not "
-        f"(allowed: {', '.join(sorted(KEEPS_HISTORY))}). Turn it off for this sampler: its window steps are then "
-        "one-step calls."
     )
 
 

@@ -8,9 +8,7 @@ from typing import Any
 from ..w2sd_core import AdaptiveStop, ReflectionWindow, equal_budget_plan
 from .guider import (
     EVALS_PER_STEP,
-    KEEPS_HISTORY,
     ReflectionSettings,
-    history_not_kept,
     inversion_refinements,
     reuse_with_cfg_pp,
 )
@@ -58,11 +56,11 @@ def reflection_inputs() -> dict[str, Any]:
         "end_percent": (
             "FLOAT",
             {
-                "default": 0.5,
+                "default": 1.0,
                 "min": 0.0,
                 "max": 1.0,
                 "step": 0.01,
-                "tooltip": "Reflect steps before this fraction of the schedule (window = percent). The paper's code reflects every step but the last (1.0). Measured on trained digit models: the early half (default) gained with every sampler; with euler on a flow model the later half carried most of the gain (preset 'later half (euler)').",
+                "tooltip": "Reflect steps before this fraction of the schedule (window = percent). Default 1.0: every step but the last, as the paper's code does (the step into sigma 0 never reflects). 0.5 reflects the first half (the default before version 0.2.0; preset 'first half').",
             },
         ),
         "reflect_steps": (
@@ -77,17 +75,17 @@ def reflection_inputs() -> dict[str, Any]:
         "inversion": (
             ["explicit", "fixed_point", "reference", "warm_start"],
             {
-                "default": "fixed_point",
-                "tooltip": "fixed_point (default, 1 iteration): the paper's weak inversion refined inversion_iters times, one weak NFE each; measured on trained models it keeps W2SD's gain with every sampler. explicit: the paper's one-NFE inversion; as good with euler, but with large steps (karras schedules) its error turned the gain into a loss. reference: the official code's EPS inversion, to reproduce its numbers. warm_start (experimental): one weak evaluation where the strong one was made (Theorem 1's first-order form), so its error grows with the reflection, not with the step; inversion_iters refines it further.",
+                "default": "warm_start",
+                "tooltip": "warm_start (default): one weak evaluation where the strong one was made (Theorem 1's first-order form): exact when strong == weak at any step size, so its error grows with the reflection, not with the step (few-step and karras schedules); inversion_iters refines it further. fixed_point: the paper's weak inversion refined inversion_iters times (at least 1), one weak NFE each; its error grows with the step (at 4 steps it alone moved a trained model far from stock). explicit: the paper's one-NFE inversion; with large steps its error turned the gain into a loss. reference: the official code's EPS inversion, to reproduce its numbers.",
             },
         ),
         "inversion_iters": (
             "INT",
             {
-                "default": 1,
+                "default": 0,
                 "min": 0,
                 "max": 50,
-                "tooltip": "Fixed-point refinements of the inversion (inversion = fixed_point, where 0 runs 1; or warm_start, where 0 runs none); each costs one weak model evaluation per reflected step. 1 measured as good as 3 on trained models.",
+                "tooltip": "Fixed-point refinements of the inversion (inversion = warm_start, where 0 runs none; or fixed_point, where 0 runs 1); each costs one weak model evaluation per reflected step. With fixed_point, 1 measured as good as 3 on trained models.",
             },
         ),
         "equal_budget": (
@@ -123,8 +121,8 @@ def adaptive_inputs() -> dict[str, Any]:
         "keep_sampler_history": (
             "BOOLEAN",
             {
-                "default": False,
-                "tooltip": "Multistep samplers (dpmpp_2m, deis, ipndm, lms, res_multistep, gradient_estimation, the dpmpp 2m/3m SDE samplers) keep their history through the window: the sampler runs once over the schedule and each reflection is made at its own step. Off: every reflected step is a one-step call, which restarts the history (a multistep solver takes Euler steps in the window: at 4 steps with karras that alone moved a trained model's output 32% from stock). With strong == weak and the warm_start inversion it gives back the plain sampler. Samplers that evaluate the model once per step only (also euler, euler_ancestral, lcm); others are refused. Experimental: its effect on W2SD's gain is not measured yet.",
+                "default": True,
+                "tooltip": "On (default): multistep samplers (dpmpp_2m, deis, ipndm, lms, res_multistep, gradient_estimation, the dpmpp 2m/3m SDE samplers) keep their history through the window: the sampler runs once over the schedule and each reflection is made at its own step, so you get the sampler you chose. Samplers that evaluate the model twice or more per step (heun, dpm_2, dpmpp_sde, ...) cannot: their window steps are one-step calls, as with it off. Off: every reflected step is a one-step call, which restarts the history (a multistep solver takes Euler steps in the window; the behaviour before version 0.2.0, and what an API prompt without this input gets).",
             },
         ),
     }
@@ -188,7 +186,6 @@ def settings_problem(
     mode: str | None = None,
     equal_budget: bool | None = None,
     reuse_strong: bool | None = None,
-    keep_sampler_history: bool | None = None,
     **_: Any,
 ) -> str | None:
     """What refuses these widget values together, known before the prompt runs (None: nothing). Run again at
@@ -199,8 +196,6 @@ def settings_problem(
         return f"equal_budget needs steps >= 2 (it samples steps // 2 and reflects a quarter); got steps={steps}."
     if reuse_strong and sampler_name is not None and "cfg_pp" in sampler_name:
         return reuse_with_cfg_pp(sampler_name)
-    if keep_sampler_history and sampler_name is not None and sampler_name not in KEEPS_HISTORY:
-        return history_not_kept(sampler_name)
     return None
 
 

@@ -268,23 +268,34 @@ def stock_graph(row: str, text: str, batch: int, seed: int = SEED) -> dict[str, 
     return g
 
 
+REFLECTION_WIDGETS = (
+    "window", "start_percent", "end_percent", "reflect_steps", "inversion", "inversion_iters", "equal_budget",
+    "keep_sampler_history",
+)  # fmt: skip
+
+
+def node_defaults(object_info: dict[str, Any], node: str = "W2SDKSampler") -> dict[str, Any]:
+    """The reflection widgets' defaults as the server declares them: what a user gets on a new node."""
+    declared = {**object_info[node]["input"]["required"], **object_info[node]["input"].get("optional", {})}
+    return {name: declared[name][1]["default"] for name in REFLECTION_WIDGETS if name in declared}
+
+
 def reflection_graphs(
     row: str, object_info: dict[str, Any], text: str, batch: int, seed: int = SEED
 ) -> dict[str, dict[str, Any] | None]:
-    """The W2SD and S2WD graphs of one row (default window); None where the pack's nodes are not available.
+    """The W2SD and S2WD graphs of one row at the node's defaults; None where the pack's nodes are not
+    available.
 
     This is where the W2SD nodes plug into the demo (node ids from docs/DESIGN.md)."""
     if "W2SDKSampler" not in object_info:
         return dict.fromkeys(MODE_OF_COLUMN)
     spec = _row_spec(row)
+    defaults = node_defaults(object_info)
     graphs: dict[str, dict[str, Any] | None] = {}
     for column, mode in MODE_OF_COLUMN.items():
         g = _sheet_base(_row_ckpt(spec), text, batch, seed)
         pair, model = PAIR_ROWS[row][1](g, spec)
-        graphs[column] = w2sd_graph(
-            g, pair, model=model, mode=mode, window="percent", start_percent=0.0, end_percent=0.5,
-            inversion="fixed_point", inversion_iters=1,
-        )  # fmt: skip
+        graphs[column] = w2sd_graph(g, pair, model=model, **{**defaults, "mode": mode})
     return graphs
 
 

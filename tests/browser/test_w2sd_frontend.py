@@ -45,7 +45,7 @@ WIDGET_TYPES = {"INT", "FLOAT", "STRING", "BOOLEAN", "COMBO"}
 
 def expected_cost(
     steps: int, cfg: float = 5.5, mode: str = "W2SD", window: str = "percent", start_percent: float = 0.0,
-    end_percent: float = 0.5, reflect_steps: int = -1, inversion: str = "fixed_point", inversion_iters: int = 1,
+    end_percent: float = 1.0, reflect_steps: int = -1, inversion: str = "warm_start", inversion_iters: int = 0,
     equal_budget: bool = False, strong_cfg: float | None = None, weak_cfg: float | None = None,
 ) -> dict[str, Any]:  # fmt: skip
     k = {"fixed_point": max(inversion_iters, 1), "warm_start": inversion_iters}.get(inversion, 0)
@@ -183,13 +183,13 @@ def test_paper_lambda_reads_2_90x_stock(app) -> None:  # type: ignore[no-untyped
     ]
 
 
-def test_default_settings_read_2_50x_stock(app) -> None:  # type: ignore[no-untyped-def]
-    """The node's defaults: the first half of 20 steps reflected (10), 1 fixed-point iteration each."""
+def test_default_settings_read_2_90x_stock(app) -> None:  # type: ignore[no-untyped-def]
+    """The node's defaults: every step of 20 but the last reflected (19), warm_start with no refinement."""
     k = add_node(app, "W2SDKSampler")
     assert cost(app, k)["lines"] == [
-        "NFE 50 = 2.50x stock (20 steps)",
-        "passes 100 = 2.50x stock",
-        "10 reflected; cfg 5.5",
+        "NFE 58 = 2.90x stock (20 steps)",
+        "passes 116 = 2.90x stock",
+        "19 reflected; cfg 5.5",
     ]
 
 
@@ -228,7 +228,7 @@ def test_guider_shows_the_cost_per_reflected_step(app) -> None:  # type: ignore[
     g = add_node(app, "W2SDGuider")
     c = cost(app, g)
     assert c["nfe"] is None
-    assert c["lines"][:2] == ["+3.0 NFE per reflected step", "+6 passes per reflected step"]  # fixed_point 1
+    assert c["lines"][:2] == ["+2.0 NFE per reflected step", "+4 passes per reflected step"]  # warm_start 0
     set_widget(app, g, "inversion", "explicit")
     assert cost(app, g)["lines"][:2] == ["+2.0 NFE per reflected step", "+4 passes per reflected step"]
     set_widget(app, g, "inversion", "fixed_point")
@@ -266,32 +266,32 @@ def test_inversion_iters_is_greyed_out_unless_the_inversion_is_refined(app) -> N
     """explicit and reference inversions ignore inversion_iters (and the label counts none): the widget
     must not look like refinements the user bought. fixed_point and warm_start refine."""
     k = add_node(app, "W2SDKSampler", (100, 150))
-    assert widgets(app, k)["inversion"] == "fixed_point"  # the default, with 1 iteration
-    assert iters_state(app, k) == {"value": 1, "disabled": False, "drawnDisabled": False}
+    assert widgets(app, k)["inversion"] == "warm_start"  # the default, with no refinement
+    assert iters_state(app, k) == {"value": 0, "disabled": False, "drawnDisabled": False}
 
     click_widget(app, k, "inversion")  # the combo's own menu, as a user picks it
     choose_menu_entry(app, "explicit")
     assert widgets(app, k)["inversion"] == "explicit"
-    assert iters_state(app, k) == {"value": 1, "disabled": True, "drawnDisabled": True}
+    assert iters_state(app, k) == {"value": 0, "disabled": True, "drawnDisabled": True}
     click_widget(app, k, "inversion_iters", "right")  # a real click on a greyed-out widget does nothing
-    assert iters_state(app, k)["value"] == 1
+    assert iters_state(app, k)["value"] == 0
     assert cost(app, k)["lines"][0] == expected_cost(20, inversion="explicit")["line"]
 
     click_widget(app, k, "inversion")
     choose_menu_entry(app, "fixed_point")
-    assert iters_state(app, k) == {"value": 1, "disabled": False, "drawnDisabled": False}
+    assert iters_state(app, k) == {"value": 0, "disabled": False, "drawnDisabled": False}
     click_widget(app, k, "inversion_iters", "right")
-    assert iters_state(app, k)["value"] == 2
-    line = expected_cost(20, inversion="fixed_point", inversion_iters=2)["line"]
+    assert iters_state(app, k)["value"] == 1
+    line = expected_cost(20, inversion="fixed_point", inversion_iters=1)["line"]
     assert cost(app, k)["lines"][0] == line and line in drawn_texts(app)
 
     set_widget(app, k, "inversion", "reference")
     assert iters_state(app, k)["disabled"] is True
-    assert cost(app, k)["lines"][0] == expected_cost(20, inversion="reference", inversion_iters=2)["line"]
+    assert cost(app, k)["lines"][0] == expected_cost(20, inversion="reference", inversion_iters=1)["line"]
 
     set_widget(app, k, "inversion", "warm_start")  # refined inversion_iters times (0 = none)
     assert iters_state(app, k)["disabled"] is False
-    assert cost(app, k)["lines"][0] == expected_cost(20, inversion="warm_start", inversion_iters=2)["line"]
+    assert cost(app, k)["lines"][0] == expected_cost(20, inversion="warm_start", inversion_iters=1)["line"]
 
     set_widget(app, k, "inversion", "fixed_point")
     set_widget(app, k, "preset", "paper LoRA")  # a preset that sets explicit greys it out again
@@ -304,7 +304,7 @@ def test_inversion_iters_is_greyed_out_unless_the_inversion_is_refined(app) -> N
     clear(app)
     load_workflow(app, workflow)
     assert iters_state(app, k)["disabled"] is True
-    assert iters_state(app, g) == {"value": 1, "disabled": False, "drawnDisabled": False}
+    assert iters_state(app, g) == {"value": 0, "disabled": False, "drawnDisabled": False}
 
 
 def test_nodes_2_0_label_and_preset_stay_live(app) -> None:  # type: ignore[no-untyped-def]
@@ -358,6 +358,16 @@ SAMPLER_PRESETS = {
         "mode": "W2SD",
         "window": "percent",
         "start_percent": 0.0,
+        "end_percent": 1.0,
+        "inversion": "warm_start",
+        "inversion_iters": 0,
+        "equal_budget": False,
+        "keep_sampler_history": True,
+    },
+    "first half": {
+        "mode": "W2SD",
+        "window": "percent",
+        "start_percent": 0.0,
         "end_percent": 0.5,
         "inversion": "fixed_point",
         "inversion_iters": 1,
@@ -392,7 +402,7 @@ SCRAMBLED = {
     "seed": 123, "steps": 7, "cfg": 2.0, "scheduler": "karras", "denoise": 0.7, "mode": "S2WD (diagnosis)",
     "window": "percent", "start_percent": 0.1, "end_percent": 0.9, "reflect_steps": 3, "inversion": "fixed_point",
     "inversion_iters": 5, "equal_budget": False, "main_scale": 0.3, "strong_scale": 0.4, "weak_scale": -0.2,
-    "strong_cfg": 2.5, "weak_cfg": 2.0,
+    "strong_cfg": 2.5, "weak_cfg": 2.0, "keep_sampler_history": False,
 }  # fmt: skip
 
 
@@ -477,7 +487,7 @@ def test_preset_shows_custom_once_a_widget_leaves_it(app) -> None:  # type: igno
     set_widget(app, k, "steps", 33)  # not part of the preset
     assert widgets(app, k)["preset"] == "paper LoRA"
     set_widget(app, k, "window", "percent")
-    set_widget(app, k, "inversion", "fixed_point")  # now the widgets are "measured default" again
+    set_widget(app, k, "inversion", "warm_start")  # now the widgets are "measured default" again
     assert widgets(app, k)["preset"] == "measured default"
     set_widget(app, k, "end_percent", 0.6)
     assert widgets(app, k)["preset"] == "custom"
@@ -571,6 +581,23 @@ def test_saved_workflow_has_no_frontend_values_and_loads_back(app, object_info) 
     assert widgets(app, ids["lora"])["preset"] == "paper text"
     assert widgets(app, ids["gap"])["preset"] == "official LoRA code"
     assert widgets(app, ids["pair"])["preset"] == "paper text: ControlNet"
+
+
+def test_a_workflow_saved_before_keep_sampler_history_opens_with_it_off(app) -> None:  # type: ignore[no-untyped-def]
+    """Pack 0.1.0 saved W2SD nodes without keep_sampler_history, and sampled with it off: such a workflow
+    opens with it off (and sends it off), where a new node gets the default, on."""
+    ids = {"ksampler": add_node(app, "W2SDKSampler"), "guider": add_node(app, "W2SDGuider", (500, 100))}
+    assert all(widgets(app, i)["keep_sampler_history"] is True for i in ids.values())
+    workflow = serialize(app)
+    for node in workflow["nodes"]:
+        node["widgets_values"] = node["widgets_values"][:-1]  # keep_sampler_history is the last widget saved
+    clear(app)
+    load_workflow(app, workflow)
+    prompt = graph_to_prompt(app)
+    for i in ids.values():
+        assert widgets(app, i)["keep_sampler_history"] is False
+        assert prompt[str(i)]["inputs"]["keep_sampler_history"] is False
+    assert widgets(app, add_node(app, "W2SDKSampler", (100, 400)))["keep_sampler_history"] is True
 
 
 def shipped_workflows() -> list[Any]:

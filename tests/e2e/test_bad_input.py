@@ -180,11 +180,6 @@ CASES = [
         lambda: cfg_graph(reuse_strong=True, mode="S2WD (diagnosis)"),
         ["reuse_strong", "S2WD"],
     ),
-    (
-        "keep_sampler_history with heun",
-        lambda: with_input(cfg_graph(keep_sampler_history=True), "3", sampler_name="heun"),
-        ["keep_sampler_history", "heun"],
-    ),
     ("guider window past schedule", lambda: guider(reflect_steps=40), ["reflect_steps=40"]),
     (
         "cfg gap without a gap",
@@ -374,7 +369,6 @@ REFUSED_BEFORE_RUNNING = [
     "guider with equal budget",
     "reuse_strong in S2WD",
     "reuse_strong with a CFG++ sampler",
-    "keep_sampler_history with heun",
     "start after end",
     "reflect_steps past schedule",
 ]
