@@ -28,7 +28,7 @@ sys.path[:0] = [str(ROOT / "benchmarks"), str(ROOT / "tools"), str(ROOT / "tests
 import learned  # noqa: E402
 from common.intervals import Figure  # noqa: E402
 
-STEP_ROWS = ("stock", "stock_nfe", "stock_15x", "stock_2x")
+STEP_ROWS = ("stock", "stock_nfe", "stock_nfe_defaults", "stock_15x", "stock_2x")
 """Stock rows that differ from `stock` in their step count only: the curve 'stock, more steps'."""
 
 
@@ -52,12 +52,22 @@ def stock_curves(rows: list[learned.Result]) -> dict[str, list[learned.Result]]:
 
 
 def points(rows: list[learned.Result]) -> list[learned.Result]:
-    return [r for r in rows if r.row not in STEP_ROWS and not r.row.startswith("cfg_")]
+    """The rows drawn as points, each once (rows files of one cell may repeat a row)."""
+    seen: dict[str, learned.Result] = {}
+    for r in rows:
+        if r.row not in STEP_ROWS and not r.row.startswith("cfg_"):
+            seen.setdefault(r.row, r)
+    return list(seen.values())
+
+
+def marker(row: str) -> str:
+    """W2SD's settings round, the core's DualModelGuider triangles, ComfyUI-AutoGuidance diamonds."""
+    return "^" if row.startswith("dmg") else "D" if row.startswith("ag") else "o"
 
 
 def _point(ax: Any, x: float, y: Figure, xerr: Figure | None, **style: Any) -> None:
     """A row's point with its intervals drawn as lines (a BCa interval need not contain its point)."""
-    ax.plot([x], [y.value], "o", **style)
+    ax.plot([x], [y.value], linestyle="none", **style)
     ax.vlines(x, y.low, y.high, color=style["color"])
     if xerr is not None:
         ax.hlines(y.value, xerr.low, xerr.high, color=style["color"])
@@ -71,7 +81,7 @@ def draw(grouped: dict[tuple[str, str, int], list[learned.Result]], out: Path) -
 
     keys = sorted(grouped)
     fig, axes = plt.subplots(len(keys), 2, figsize=(11, 4.2 * len(keys)), squeeze=False)
-    colours = plt.rcParams["axes.prop_cycle"].by_key()["color"]
+    colours = plt.get_cmap("tab20").colors
     for (pair, sampler, steps), (ax_nfe, ax_q) in zip(keys, axes, strict=True):
         rows = grouped[(pair, sampler, steps)]
         metric = rows[0].metric
@@ -84,7 +94,7 @@ def draw(grouped: dict[tuple[str, str, int], list[learned.Result]], out: Path) -
             for r in curve:  # the stock rows' own intervals, lighter
                 ax_nfe.vlines(r.nfe, r.target.low, r.target.high, color="0.7")
         for i, r in enumerate(points(rows)):
-            style = {"color": colours[i % len(colours)], "label": r.label}
+            style = {"color": colours[i % len(colours)], "marker": marker(r.row), "label": r.label}
             _point(ax_nfe, r.nfe, r.target, None, **style)
             _point(ax_q, r.quality.value, r.target, r.quality, **style)
         title = f"{pair}, {sampler}, {steps} steps"
