@@ -143,6 +143,13 @@ def default_nfe(steps: int) -> int:
     return planned_nfe(steps, default_lambda(steps), W2SD_DEFAULT["inversion_iters"])
 
 
+def node_defaults_nfe(steps: int) -> int:
+    """NFE of the node defaults since 0.2.0: every step but the last, warm_start with no refinement."""
+    from w2sd_core import planned_nfe
+
+    return planned_nfe(steps, steps - 1, NODE_DEFAULTS["inversion_iters"])
+
+
 ROWS: dict[str, Row] = {
     r.name: r
     for r in (
@@ -150,7 +157,7 @@ ROWS: dict[str, Row] = {
         Row("stock_nfe", "stock, 0.1.0 defaults' NFE (more steps)", steps=default_nfe),
         Row("defaults", "W2SD, node defaults (every step, warm_start, history kept)", dict(NODE_DEFAULTS)),
         Row("s2wd_defaults", "S2WD, node defaults", {**NODE_DEFAULTS, "mode": "S2WD (diagnosis)"}),
-        Row("stock_nfe_defaults", "stock, the node defaults' NFE (more steps)", steps=lambda t: 3 * t - 2),
+        Row("stock_nfe_defaults", "stock, the node defaults' NFE (more steps)", steps=node_defaults_nfe),
         Row("w2sd", "W2SD, 0.1.0 defaults (0..0.5, fixed_point 1)", _w2sd()),
         Row("explicit", "W2SD, default window (0..0.5, explicit)", _w2sd(inversion="explicit")),
         Row("w2sd_075", "W2SD, window 0..0.75", _w2sd(end_percent=0.75)),
