@@ -7,6 +7,11 @@ Each graph is made as a user makes it: `LiteGraph.createNode`, links, widget val
 widgets' own setters, then `app.graph.serialize()`; the thumbnail is a screenshot of the graph, 512 px
 wide. Needs the dev setup (`python3 tools/dev.py setup`: ComfyUI, playwright, Debian's Chromium).
 Model names are the files users have; tests/e2e/test_workflows.py swaps them for the tiny test models.
+
+The family workflows (Z-Image, Qwen-Image, Flux.1, Wan 2.2: tools/example_workflows.py) follow ComfyUI
+0.29.0's templates and are built on it; which ComfyUI is the server's choice (W2SD_COMFYUI_VERSION):
+
+    W2SD_COMFYUI_VERSION=0.29.0 .venv-0.29.0/bin/python workflows/build.py W2SD_Wan2.2_two_stage
 """
 
 from __future__ import annotations
@@ -26,8 +31,9 @@ REPO = HERE.parent
 sys.path[:0] = [str(REPO / "tests"), str(REPO / "tools")]
 
 from browser.comfy_page import clear, open_app, set_widget  # noqa: E402
-from comfy_server import ComfyServer  # noqa: E402
+from comfy_server import ComfyServer, comfyui_dir  # noqa: E402
 from conftest import CHROMIUM, CHROMIUM_FLAGS  # noqa: E402
+from example_workflows import FAMILY_WORKFLOWS, core_version  # noqa: E402
 
 SDXL = "sd_xl_base_1.0.safetensors"
 SD15 = "v1-5-pruned-emaonly.safetensors"
@@ -36,6 +42,21 @@ SD3 = "sd3_medium_incl_clips_t5xxlfp8.safetensors"
 XL_LORA = "xl_more_art-full_v1.safetensors"  # the official code's LoRA (xlMoreArt Full)
 SD15_LORA = "add_detail.safetensors"  # Detail Tweaker
 CANNY_CONTROLNET = "control_v11p_sd15_canny.safetensors"
+# The newer families' files as ComfyUI 0.29.0's own templates name them (blueprints/).
+Z_IMAGE_TURBO = "z_image_turbo_bf16.safetensors"
+QWEN3_4B = "qwen_3_4b.safetensors"
+FLUX_AE = "ae.safetensors"  # the Flux.1 VAE, also Z-Image's
+QWEN_IMAGE = "qwen_image_fp8_e4m3fn.safetensors"
+QWEN_IMAGE_EDIT = "qwen_image_edit_2511_bf16.safetensors"
+QWEN_VL_7B = "qwen_2.5_vl_7b_fp8_scaled.safetensors"
+QWEN_IMAGE_VAE = "qwen_image_vae.safetensors"
+FLUX_DEV = "flux1-dev.safetensors"
+CLIP_L = "clip_l.safetensors"
+T5XXL = "t5xxl_fp16.safetensors"
+WAN22_HIGH = "wan2.2_t2v_high_noise_14B_fp8_scaled.safetensors"
+WAN22_LOW = "wan2.2_t2v_low_noise_14B_fp8_scaled.safetensors"
+UMT5XXL = "umt5_xxl_fp8_e4m3fn_scaled.safetensors"
+WAN_VAE = "wan_2.1_vae.safetensors"
 
 PROMPT_XL = "a cozy wooden cabin in a snowy pine forest at dusk, warm light in the windows, highly detailed"
 PROMPT_15 = "a red fox sitting in a meadow of wild flowers, morning light, detailed fur"
@@ -61,6 +82,22 @@ MEASURED = {
     "inversion": "fixed_point",
     "inversion_iters": 1,
 }
+# Few-step and flow models: the first half of the schedule reflected, warm_start inversion (the node's
+# default; exact when strong == weak at any step size, so it suits few large steps).
+FIRST_HALF = {
+    "mode": "W2SD",
+    "window": "percent",
+    "start_percent": 0.0,
+    "end_percent": 0.5,
+    "inversion": "warm_start",
+    "inversion_iters": 0,
+}
+WAN_NEGATIVE = (  # the official Wan 2.2 templates' negative prompt, in English (UMT5 reads both)
+    "vivid colors, overexposed, static, blurry details, subtitles, style, artwork, painting, still frame, "
+    "grey overall, worst quality, low quality, JPEG artifacts, ugly, mutilated, extra fingers, poorly drawn "
+    "hands, poorly drawn face, deformed, disfigured, malformed limbs, fused fingers, motionless picture, "
+    "cluttered background, three legs, many people in the background, walking backwards"
+)
 IMAGE_SIZE = (260, 290)
 LOAD_IMAGE_SIZE = (240, 330)  # frontend 1.47 makes room for the image's preview
 PROMPT_SIZE = (240, 120)
@@ -560,6 +597,216 @@ def comparison(g: Graph) -> None:
         g.resize(save, (IMAGE_SIZE[0], 200))
 
 
+def not_run_here(family: str, encoder: str) -> str:
+    return (
+        f"\n\nThe pack's tests convert this workflow against ComfyUI 0.29.0 but do not run it: {family}'s "
+        f"text encoder ({encoder}) has no tiny form in the core's loaders."
+    )
+
+
+def z_image(g: Graph) -> None:
+    g.note(
+        0,
+        "W2SD: Z-Image Turbo, CFG gap",
+        (
+            "Z-Image Turbo as ComfyUI's template runs it (UNETLoader, Qwen3-4B through CLIPLoader type "
+            "lumina2, the Flux VAE, ModelSamplingAuraFlow shift 3, 8 steps res_multistep / simple, cfg 1, "
+            "zeroed empty negative), with a CFG gap as the pair: strong cfg 2.5, weak cfg 1.\n\n"
+            "Turbo is distilled to run at cfg 1, so the usual 5.5 / 0 gap is far too strong: the strong side "
+            "goes only a little above (2-3) and the weak side is cfg 1, the prediction Turbo is made for "
+            "(one pass). The regular steps stay at cfg 1. The first half of the steps reflects "
+            "(4 of 8, warm_start inversion)."
+            + not_run_here("Z-Image", "Qwen3-4B")
+        ),
+        size=(320, 330),
+    )
+    unet = g.add("UNETLoader", 0, unet_name=Z_IMAGE_TURBO, weight_dtype="default")
+    clip = g.add("CLIPLoader", 0, clip_name=QWEN3_4B, type="lumina2", device="default")
+    vae = g.add("VAELoader", 0, vae_name=FLUX_AE)
+    shift = g.add("ModelSamplingAuraFlow", 1, model=unet.out("MODEL"), shift=3.0)
+    pos, neg = prompts(g, 1, clip.out("CLIP"), PROMPT_XL, None)
+    lat = latent(g, 1, 1024, "EmptySD3LatentImage")
+    gap = g.add("W2SDCFGGap", 2, title="CFG gap 2.5 / 1 (Turbo)", strong_cfg=2.5, weak_cfg=1.0)
+    sampler = g.add(
+        "W2SDKSampler", 2, model=shift.out("MODEL"), positive=pos.out("CONDITIONING"),
+        negative=neg.out("CONDITIONING"), latent_image=lat.out("LATENT"), pair=gap.out("pair"),
+        **sampler_settings(8, 1.0, "res_multistep", "simple", **FIRST_HALF),
+    )  # fmt: skip
+    w2sd_outputs(g, 3, sampler, vae.out("VAE"), "W2SD/z_image_cfg_gap")
+
+
+def qwen_image_prompt_pair(g: Graph) -> None:
+    g.note(
+        0,
+        "W2SD: Qwen-Image, refined vs raw prompt",
+        (
+            "Qwen-Image as ComfyUI's template runs it without the Lightning LoRA (UNETLoader, Qwen2.5-VL-7B "
+            "through CLIPLoader type qwen_image, the Qwen-Image VAE, ModelSamplingAuraFlow shift 3.1, "
+            "20 steps euler / simple at cfg 4), with a prompt pair: the Weak/Strong Model Pair's "
+            "strong_positive is the refined prompt (which also drives the regular steps), its weak_positive "
+            "the raw one. Both sides use the sampler's cfg (-1). One model, no extra memory.\n\n"
+            "The first half of the steps reflects (warm_start inversion)."
+            + not_run_here("Qwen-Image", "Qwen2.5-VL-7B")
+        ),
+        size=(320, 330),
+    )
+    unet = g.add("UNETLoader", 0, unet_name=QWEN_IMAGE, weight_dtype="default")
+    clip = g.add("CLIPLoader", 0, clip_name=QWEN_VL_7B, type="qwen_image", device="default")
+    vae = g.add("VAELoader", 0, vae_name=QWEN_IMAGE_VAE)
+    shift = g.add("ModelSamplingAuraFlow", 1, model=unet.out("MODEL"), shift=3.1)
+    pos, neg = prompts(g, 1, clip.out("CLIP"), REFINED_PROMPT, NEGATIVE, title="Strong: refined prompt")
+    raw = g.add("CLIPTextEncode", 1, title="Weak: raw prompt", clip=clip.out("CLIP"), text=RAW_PROMPT)
+    g.resize(raw, PROMPT_SIZE)
+    lat = latent(g, 1, 1328, "EmptySD3LatentImage")
+    pair = g.add(
+        "W2SDModelPair", 2, strong_positive=pos.out("CONDITIONING"), weak_positive=raw.out("CONDITIONING"),
+    )  # fmt: skip
+    sampler = g.add(
+        "W2SDKSampler", 2, model=shift.out("MODEL"), positive=pos.out("CONDITIONING"),
+        negative=neg.out("CONDITIONING"), latent_image=lat.out("LATENT"), pair=pair.out("pair"),
+        **sampler_settings(20, 4.0, "euler", "simple", **FIRST_HALF),
+    )  # fmt: skip
+    w2sd_outputs(g, 3, sampler, vae.out("VAE"), "W2SD/qwen_image_prompt_pair")
+
+
+def qwen_image_edit(g: Graph) -> None:
+    g.note(
+        0,
+        "W2SD: Qwen-Image-Edit 2511, CFG gap",
+        (
+            "Qwen-Image-Edit 2511 as ComfyUI's template runs it (UNETLoader, Qwen2.5-VL-7B through "
+            "CLIPLoader type qwen_image, the Qwen-Image VAE; the reference image scaled by "
+            "FluxKontextImageScale, encoded by VAEEncode and given to both TextEncodeQwenImageEditPlus "
+            "prompts; ModelSamplingAuraFlow 3.1, CFGNorm 1; 20 steps euler / simple at cfg 4) with a CFG gap "
+            "as the pair: strong cfg 4, weak cfg 1 (the edit instruction and the reference without "
+            "guidance, one pass).\n\n"
+            "The first half of the steps reflects (warm_start inversion). Load your own image."
+            + not_run_here("Qwen-Image-Edit", "Qwen2.5-VL-7B")
+        ),
+        size=(320, 330),
+    )
+    unet = g.add("UNETLoader", 0, unet_name=QWEN_IMAGE_EDIT, weight_dtype="default")
+    clip = g.add("CLIPLoader", 0, clip_name=QWEN_VL_7B, type="qwen_image", device="default")
+    vae = g.add("VAELoader", 0, vae_name=QWEN_IMAGE_VAE)
+    image = g.resize(g.add("LoadImage", 1, image="example.png"), LOAD_IMAGE_SIZE)
+    scaled = g.add("FluxKontextImageScale", 1, image=image.out("IMAGE"))
+    encoded = g.add("VAEEncode", 1, pixels=scaled.out("IMAGE"), vae=vae.out("VAE"))
+    edit = {"clip": clip.out("CLIP"), "vae": vae.out("VAE"), "image1": scaled.out("IMAGE")}
+    pos = g.add(
+        "TextEncodeQwenImageEditPlus", 2, title="Edit instruction", **edit,
+        prompt="turn the scene into a watercolor painting, keep the composition",
+    )  # fmt: skip
+    neg = g.add("TextEncodeQwenImageEditPlus", 2, title="Negative", **edit, prompt="")
+    shift = g.add("ModelSamplingAuraFlow", 2, model=unet.out("MODEL"), shift=3.1)
+    norm = g.add("CFGNorm", 2, model=shift.out("MODEL"), strength=1.0)
+    gap = g.add("W2SDCFGGap", 3, strong_cfg=4.0, weak_cfg=1.0)
+    sampler = g.add(
+        "W2SDKSampler", 3, model=norm.out("patched_model"), positive=pos.out("CONDITIONING"),
+        negative=neg.out("CONDITIONING"), latent_image=encoded.out("LATENT"), pair=gap.out("pair"),
+        **sampler_settings(20, 4.0, "euler", "simple", **FIRST_HALF),
+    )  # fmt: skip
+    w2sd_outputs(g, 4, sampler, vae.out("VAE"), "W2SD/qwen_image_edit")
+
+
+def flux_guidance_gap(g: Graph) -> None:
+    g.note(
+        0,
+        "W2SD: Flux.1 dev, guidance gap",
+        (
+            "Flux.1 dev has no CFG: its guidance is a value in the conditioning (FluxGuidance), and the "
+            "sampler runs at cfg 1 (one pass, the negative unused). So the gap is in the conditioning: the "
+            "Weak/Strong Model Pair's strong_positive is the prompt at guidance 3.5 (which also drives the "
+            "regular steps), its weak_positive the same prompt at guidance 1.0.\n\n"
+            "Settings as ComfyUI's Flux.1 dev template: UNETLoader, DualCLIPLoader (CLIP-L + T5-XXL, type "
+            "flux), the Flux VAE, 20 steps euler / simple, cfg 1, zeroed empty negative; the first half of "
+            "the steps reflects (warm_start inversion)."
+            + not_run_here("Flux.1", "T5-XXL")
+        ),
+        size=(320, 330),
+    )
+    unet = g.add("UNETLoader", 0, unet_name=FLUX_DEV, weight_dtype="default")
+    clip = g.add(
+        "DualCLIPLoader", 0, clip_name1=CLIP_L, clip_name2=T5XXL, type="flux", device="default"
+    )
+    vae = g.add("VAELoader", 0, vae_name=FLUX_AE)
+    pos, neg = prompts(g, 1, clip.out("CLIP"), PROMPT_XL, None)
+    strong = g.add(
+        "FluxGuidance", 2, title="Strong: guidance 3.5", conditioning=pos.out("CONDITIONING"), guidance=3.5
+    )
+    weak = g.add(
+        "FluxGuidance", 2, title="Weak: guidance 1.0", conditioning=pos.out("CONDITIONING"), guidance=1.0
+    )
+    lat = latent(g, 1, 1024, "EmptySD3LatentImage")
+    pair = g.add(
+        "W2SDModelPair", 2, strong_positive=strong.out("CONDITIONING"), weak_positive=weak.out("CONDITIONING"),
+    )  # fmt: skip
+    sampler = g.add(
+        "W2SDKSampler", 3, model=unet.out("MODEL"), positive=strong.out("CONDITIONING"),
+        negative=neg.out("CONDITIONING"), latent_image=lat.out("LATENT"), pair=pair.out("pair"),
+        **sampler_settings(20, 1.0, "euler", "simple", **FIRST_HALF),
+    )  # fmt: skip
+    w2sd_outputs(g, 4, sampler, vae.out("VAE"), "W2SD/flux_guidance_gap")
+
+
+WAN_STEPS, WAN_SWITCH = 20, 10
+
+
+def wan22_two_stage(g: Graph) -> None:
+    g.note(
+        0,
+        "W2SD: Wan 2.2 14B, two stages",
+        (
+            "Wan 2.2 14B text-to-video runs two experts on one schedule: the high-noise expert for steps "
+            f"0-{WAN_SWITCH}, the low-noise expert for {WAN_SWITCH}-{WAN_STEPS} (ComfyUI's template without "
+            "the 4-step LoRA: 20 steps euler / simple, cfg 3.5, ModelSamplingSD3 shift 8, 640 x 640, "
+            "81 frames at 16 fps).\n\n"
+            "W2SD reflects on the high-noise stage only, where the layout and motion are decided: W2SD "
+            f"KSampler (Advanced) runs steps 0-{WAN_SWITCH} with return_with_leftover_noise enabled and a CFG "
+            "gap as the pair (strong cfg 3.5, weak cfg 1: the prompt without guidance, one pass); its window "
+            "is the first half of the whole 20-step schedule, i.e. every high-noise step (warm_start "
+            "inversion). A stock KSamplerAdvanced finishes with the low-noise expert. CreateVideo + SaveVideo "
+            "save the frames as a video."
+            + not_run_here("Wan 2.2", "UMT5-XXL")
+        ),
+        size=(320, 300),
+    )
+    high = g.add("UNETLoader", 0, title="High-noise expert", unet_name=WAN22_HIGH, weight_dtype="default")
+    low = g.add("UNETLoader", 0, title="Low-noise expert", unet_name=WAN22_LOW, weight_dtype="default")
+    clip = g.add("CLIPLoader", 0, clip_name=UMT5XXL, type="wan", device="default")
+    vae = g.add("VAELoader", 0, vae_name=WAN_VAE)
+    high_shift = g.add("ModelSamplingSD3", 1, model=high.out("MODEL"), shift=8.0)
+    low_shift = g.add("ModelSamplingSD3", 1, model=low.out("MODEL"), shift=8.0)
+    pos, neg = prompts(
+        g, 1, clip.out("CLIP"),
+        "a red fox trotting through fresh snow in a pine forest, morning light, the camera follows it",
+        WAN_NEGATIVE,
+    )  # fmt: skip
+    lat = g.add("EmptyHunyuanLatentVideo", 1, width=640, height=640, length=81, batch_size=1)
+    gap = g.add("W2SDCFGGap", 2, strong_cfg=3.5, weak_cfg=1.0)
+    common = {"positive": pos.out("CONDITIONING"), "negative": neg.out("CONDITIONING")}
+    stage1 = g.add(
+        "W2SDKSamplerAdvanced", 2, title="Stage 1: high noise + W2SD", model=high_shift.out("MODEL"),
+        latent_image=lat.out("LATENT"), pair=gap.out("pair"), **common, add_noise="enable",
+        noise_seed=SEED, control_after_generate="fixed", steps=WAN_STEPS, cfg=3.5, sampler_name="euler",
+        scheduler="simple", start_at_step=0, end_at_step=WAN_SWITCH, return_with_leftover_noise="enable",
+        **FIRST_HALF,
+    )  # fmt: skip
+    stage2 = g.add(
+        "KSamplerAdvanced", 3, title="Stage 2: low noise", model=low_shift.out("MODEL"),
+        latent_image=stage1.out("LATENT"), **common, add_noise="disable", noise_seed=SEED,
+        control_after_generate="fixed", steps=WAN_STEPS, cfg=3.5, sampler_name="euler", scheduler="simple",
+        start_at_step=WAN_SWITCH, end_at_step=10000, return_with_leftover_noise="disable",
+    )  # fmt: skip
+    decode = g.add("VAEDecode", 3, samples=stage2.out("LATENT"), vae=vae.out("VAE"))
+    video = g.add("CreateVideo", 3, images=decode.out("IMAGE"), fps=16.0)
+    g.resize(
+        g.add("SaveVideo", 4, video=video.out("VIDEO"), filename_prefix="W2SD/wan22_two_stage",
+              format="auto", codec="auto"),
+        IMAGE_SIZE,
+    )  # fmt: skip
+    g.resize(g.add("PreviewImage", 4, title=PLOT_TITLE, images=stage1.out("reflection_plot")), IMAGE_SIZE)
+
+
 WORKFLOWS: dict[str, Callable[[Graph], None]] = {
     "W2SD_LoRA_official_code_SDXL": lora_official_code,
     "W2SD_LoRA_paper_text_SDXL": lora_paper_text,
@@ -571,6 +818,11 @@ WORKFLOWS: dict[str, Callable[[Graph], None]] = {
     "W2SD_flow_model_SD3": flow_model,
     "W2SD_SamplerCustomAdvanced_guider_SD15": sampler_custom_advanced,
     "W2SD_comparison_stock_matched_CFG_equal_NFE_SDXL": comparison,
+    "W2SD_Z-Image_CFG_gap": z_image,
+    "W2SD_Qwen-Image_prompt_pair": qwen_image_prompt_pair,
+    "W2SD_Qwen-Image_edit": qwen_image_edit,
+    "W2SD_Flux_guidance_gap": flux_guidance_gap,
+    "W2SD_Wan2.2_two_stage": wan22_two_stage,
 }
 
 
@@ -585,6 +837,11 @@ CAPTIONS = {
     "W2SD_flow_model_SD3": "W2SD · flow model · SD3",
     "W2SD_SamplerCustomAdvanced_guider_SD15": "W2SD Guider · SamplerCustomAdvanced · SD1.5",
     "W2SD_comparison_stock_matched_CFG_equal_NFE_SDXL": "W2SD vs stock, matched CFG, equal NFE · SDXL",
+    "W2SD_Z-Image_CFG_gap": "W2SD · CFG gap for a cfg-1 Turbo model · Z-Image",
+    "W2SD_Qwen-Image_prompt_pair": "W2SD · refined vs raw prompt · Qwen-Image",
+    "W2SD_Qwen-Image_edit": "W2SD · CFG gap on an edit · Qwen-Image-Edit 2511",
+    "W2SD_Flux_guidance_gap": "W2SD · guidance gap (FluxGuidance) · Flux.1 dev",
+    "W2SD_Wan2.2_two_stage": "W2SD on the high-noise expert · Wan 2.2 14B",
 }
 
 # --- building, saving, thumbnails ---------------------------------------------------------------------
@@ -654,7 +911,16 @@ def user_view(bounds: list[float]) -> dict[str, Any]:
 
 
 # Widgets that name a file the user must have, and where ComfyUI looks for it.
-MODEL_FOLDERS = {"ckpt_name": "checkpoints", "lora_name": "loras", "control_net_name": "controlnet"}
+MODEL_FOLDERS = {
+    "ckpt_name": "checkpoints",
+    "lora_name": "loras",
+    "control_net_name": "controlnet",
+    "unet_name": "diffusion_models",
+    "clip_name": "text_encoders",
+    "clip_name1": "text_encoders",
+    "clip_name2": "text_encoders",
+    "vae_name": "vae",
+}
 
 MODEL_FILES = """(folders) => app.graph._nodes.flatMap((n) => (n.widgets ?? [])
   .filter((w) => w.name in folders)
@@ -713,6 +979,12 @@ def main(names: list[str]) -> None:
     unknown = sorted(set(names) - set(WORKFLOWS))
     if unknown:
         raise SystemExit(f"unknown workflows: {unknown}; known: {list(WORKFLOWS)}")
+    core = core_version(comfyui_dir())
+    too_new = [n for n in names or list(WORKFLOWS) if n in FAMILY_WORKFLOWS and core < FAMILY_WORKFLOWS[n].core]
+    if too_new:
+        raise SystemExit(
+            f"{too_new} follow ComfyUI 0.29.0's templates: build them on it (see this file's docstring)"
+        )
     with tempfile.TemporaryDirectory() as base, ComfyServer(base) as server, sync_playwright() as pw:
         browser = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_FLAGS)
         page = browser.new_page(viewport=VIEW)
