@@ -37,9 +37,10 @@ FAMILY_WORKFLOWS = {
     "W2SD_Flux_guidance_gap": Family("Flux.1", "T5-XXL", CORE_0_29),
     "W2SD_Wan2.2_two_stage": Family("Wan 2.2", "UMT5-XXL", CORE_0_29),
 }
-"""Validated but not executed (see the module docstring), each with the core it needs: 0.3.52 lacks
-TextEncodeQwenImageEditPlus and Z-Image's model class, 0.3.75 Qwen-Image-Edit 2511's reference method; the
-workflows are built on 0.29.0's frontend (1.47) and checked there only."""
+"""Validated but not executed (see the module docstring), each with the core it is checked on. They are
+saved from 0.29.0's nodes: older cores lack widgets they carry (CreateVideo's bit_depth, CFGNorm's
+pre_cfg: 0.3.75 and 0.3.52), nodes (TextEncodeQwenImageEditPlus: 0.3.52) and model classes (Z-Image:
+0.3.52; Qwen-Image-Edit 2511's index_timestep_zero: 0.3.75)."""
 
 
 def core_version(comfyui: str | os.PathLike[str]) -> tuple[int, ...]:
