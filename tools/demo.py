@@ -117,13 +117,47 @@ def prepare_workflow(
     return api, changes
 
 
+def validate_only(path: Path, object_info: dict[str, Any], core: tuple[int, ...]) -> str | None:
+    """None for a workflow that runs on the tiny models; for a family workflow (tools/example_workflows.py)
+    the line the demo prints instead: validated against the server and why it is not run, or why this core
+    cannot take it. A family workflow that does not validate raises."""
+    from example_workflows import MODEL_FILE_INPUTS, family
+    from workflow_api import invalid_values
+
+    spec = family(path)
+    if spec is None:
+        return None
+    if core < spec.core:
+        needs = ".".join(map(str, spec.core))
+        return f"not run here: saved from ComfyUI {needs}'s nodes, which this core lacks"
+    api = ui_to_api(json.loads(path.read_text()), object_info)
+    problems = invalid_values(api, object_info, MODEL_FILE_INPUTS)
+    if problems:
+        raise ValueError(f"{path.name} does not validate: {problems}")
+    return f"{len(api)} nodes validated against /object_info; {spec.not_run}"
+
+
+def runs_on_tiny_models(path: Path) -> bool:
+    from example_workflows import family
+
+    return family(path) is None
+
+
 def run_workflows(
     server: ComfyServer, workflows: list[Path], out_dir: Path, log: Log, **limits: int
 ) -> list[Path]:
-    """Run each workflow (see prepare_workflow; `limits`: max_side, max_steps); images into out_dir."""
+    """Run each workflow (see prepare_workflow; `limits`: max_side, max_steps) but the family workflows,
+    which are validated and named with the reason (validate_only); images into out_dir."""
+    from example_workflows import core_version
+
     info = server.object_info()
+    core = core_version(server.comfyui)
     written = []
     for path in workflows:
+        reason = validate_only(path, info, core)
+        if reason is not None:
+            log(f"workflow {path.name}: {reason}")
+            continue
         api, changes = prepare_workflow(path, info, **limits)
         for change in changes:
             log(f"  {path.name}: {change}")

@@ -43,6 +43,10 @@ pre_cfg: 0.3.75 and 0.3.52), nodes (TextEncodeQwenImageEditPlus: 0.3.52) and mod
 0.3.52; Qwen-Image-Edit 2511's index_timestep_zero: 0.3.75)."""
 
 
+MODEL_FILE_INPUTS = frozenset({"unet_name", "clip_name", "clip_name1", "clip_name2", "vae_name", "image"})
+"""The family workflows' inputs that name a file users have and a test server lacks (LoadImage's too)."""
+
+
 def core_version(comfyui: str | os.PathLike[str]) -> tuple[int, ...]:
     """The version of the ComfyUI source at `comfyui`, from its comfyui_version.py."""
     text = (Path(comfyui) / "comfyui_version.py").read_text()

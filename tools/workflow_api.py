@@ -12,7 +12,7 @@ nodes and notes are left out. Standard library only.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from typing import Any
 
 WIDGET_TYPES = {"INT", "FLOAT", "STRING", "BOOLEAN", "COMBO"}
@@ -155,3 +155,38 @@ def replace_missing_choices(
                 node["inputs"][name] = new
                 changes.append(f"node {node_id} ({node['class_type']}).{name}: {value!r} -> {new!r}")
     return changes
+
+
+def invalid_values(api: dict[str, Any], object_info: dict[str, Any], files: Collection[str] = ()) -> list[str]:
+    """What the server's validation would refuse, one line each: a required input not given, a combo value
+    not offered (except inputs named in `files`: model files a server may lack), a number of the wrong type
+    or out of range, a boolean or string of the wrong type."""
+    problems = []
+    for node_id, node in api.items():
+        where = f"node {node_id} ({node['class_type']})"
+        for section in ("required", "optional"):
+            for name, spec in object_info[node["class_type"]]["input"].get(section, {}).items():
+                if name not in node["inputs"]:
+                    if section == "required":
+                        problems.append(f"{where}: required input {name} not given")
+                    continue
+                value = node["inputs"][name]
+                if isinstance(value, list) and len(value) == 2 and isinstance(value[0], str):
+                    continue  # a link
+                options = combo_options(object_info, node["class_type"], name)
+                opts = spec[1] if len(spec) > 1 and isinstance(spec[1], dict) else {}
+                if options is not None:
+                    if value not in options and name not in files:
+                        problems.append(f"{where}.{name}: {value!r} not offered")
+                elif spec[0] in ("INT", "FLOAT"):
+                    if not isinstance(value, (int, float)) or isinstance(value, bool):
+                        problems.append(f"{where}.{name}: {value!r} is not a number")
+                    elif spec[0] == "INT" and value != int(value):
+                        problems.append(f"{where}.{name}: {value!r} is not an integer")
+                    elif not opts.get("min", -float("inf")) <= value <= opts.get("max", float("inf")):
+                        problems.append(f"{where}.{name}: {value} outside [{opts.get('min')}, {opts.get('max')}]")
+                elif spec[0] == "BOOLEAN" and not isinstance(value, bool):
+                    problems.append(f"{where}.{name}: {value!r} is not a boolean")
+                elif spec[0] == "STRING" and not isinstance(value, str):
+                    problems.append(f"{where}.{name}: {value!r} is not a string")
+    return problems
