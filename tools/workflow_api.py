@@ -157,7 +157,9 @@ def replace_missing_choices(
     return changes
 
 
-def invalid_values(api: dict[str, Any], object_info: dict[str, Any], files: Collection[str] = ()) -> list[str]:
+def invalid_values(
+    api: dict[str, Any], object_info: dict[str, Any], files: Collection[str] = ()
+) -> list[str]:
     """What the server's validation would refuse, one line each: a required input not given, a combo value
     not offered (except inputs named in `files`: model files a server may lack), a number of the wrong type
     or out of range, a boolean or string of the wrong type."""
@@ -184,7 +186,9 @@ def invalid_values(api: dict[str, Any], object_info: dict[str, Any], files: Coll
                     elif spec[0] == "INT" and value != int(value):
                         problems.append(f"{where}.{name}: {value!r} is not an integer")
                     elif not opts.get("min", -float("inf")) <= value <= opts.get("max", float("inf")):
-                        problems.append(f"{where}.{name}: {value} outside [{opts.get('min')}, {opts.get('max')}]")
+                        problems.append(
+                            f"{where}.{name}: {value} outside [{opts.get('min')}, {opts.get('max')}]"
+                        )
                 elif spec[0] == "BOOLEAN" and not isinstance(value, bool):
                     problems.append(f"{where}.{name}: {value!r} is not a boolean")
                 elif spec[0] == "STRING" and not isinstance(value, str):

@@ -615,8 +615,7 @@ def z_image(g: Graph) -> None:
             "Turbo is distilled to run at cfg 1, so the usual 5.5 / 0 gap is far too strong: the strong side "
             "goes only a little above (2-3) and the weak side is cfg 1, the prediction Turbo is made for "
             "(one pass). The regular steps stay at cfg 1. The first half of the steps reflects "
-            "(4 of 8, warm_start inversion)."
-            + not_run_here("Z-Image", "Qwen3-4B")
+            "(4 of 8, warm_start inversion)." + not_run_here("Z-Image", "Qwen3-4B")
         ),
         size=(320, 330),
     )
@@ -699,13 +698,18 @@ def qwen_image_edit(g: Graph) -> None:
     neg = g.add("TextEncodeQwenImageEditPlus", 2, title="Negative", **edit, prompt="")
     shift = g.add("ModelSamplingAuraFlow", 2, model=unet.out("MODEL"), shift=3.1)
     norm = g.add("CFGNorm", 2, model=shift.out("MODEL"), strength=1.0)
-    gap = g.add("W2SDCFGGap", 3, strong_cfg=4.0, weak_cfg=1.0)
+    gap = g.add("W2SDCFGGap", 0, strong_cfg=4.0, weak_cfg=1.0)
     sampler = g.add(
         "W2SDKSampler", 3, model=norm.out("patched_model"), positive=pos.out("CONDITIONING"),
         negative=neg.out("CONDITIONING"), latent_image=encoded.out("LATENT"), pair=gap.out("pair"),
         **sampler_settings(20, 4.0, "euler", "simple", **FIRST_HALF),
     )  # fmt: skip
-    w2sd_outputs(g, 4, sampler, vae.out("VAE"), "W2SD/qwen_image_edit")
+    # Four columns: frontend 1.47 fits a template to the window, readable up to about 1680 px wide.
+    decode = g.add("VAEDecode", 1, samples=sampler.out("LATENT"), vae=vae.out("VAE"))
+    plot = g.add("PreviewImage", 1, title=PLOT_TITLE, images=sampler.out("reflection_plot"))
+    save = g.add("SaveImage", 3, images=decode.out("IMAGE"), filename_prefix="W2SD/qwen_image_edit")
+    for node in (plot, save):
+        g.resize(node, (IMAGE_SIZE[0], 200))
 
 
 def flux_guidance_gap(g: Graph) -> None:
@@ -719,33 +723,30 @@ def flux_guidance_gap(g: Graph) -> None:
             "regular steps), its weak_positive the same prompt at guidance 1.0.\n\n"
             "Settings as ComfyUI's Flux.1 dev template: UNETLoader, DualCLIPLoader (CLIP-L + T5-XXL, type "
             "flux), the Flux VAE, 20 steps euler / simple, cfg 1, zeroed empty negative; the first half of "
-            "the steps reflects (warm_start inversion)."
-            + not_run_here("Flux.1", "T5-XXL")
+            "the steps reflects (warm_start inversion)." + not_run_here("Flux.1", "T5-XXL")
         ),
         size=(320, 330),
     )
     unet = g.add("UNETLoader", 0, unet_name=FLUX_DEV, weight_dtype="default")
-    clip = g.add(
-        "DualCLIPLoader", 0, clip_name1=CLIP_L, clip_name2=T5XXL, type="flux", device="default"
-    )
+    clip = g.add("DualCLIPLoader", 0, clip_name1=CLIP_L, clip_name2=T5XXL, type="flux", device="default")
     vae = g.add("VAELoader", 0, vae_name=FLUX_AE)
     pos, neg = prompts(g, 1, clip.out("CLIP"), PROMPT_XL, None)
     strong = g.add(
-        "FluxGuidance", 2, title="Strong: guidance 3.5", conditioning=pos.out("CONDITIONING"), guidance=3.5
+        "FluxGuidance", 1, title="Strong: guidance 3.5", conditioning=pos.out("CONDITIONING"), guidance=3.5
     )
     weak = g.add(
-        "FluxGuidance", 2, title="Weak: guidance 1.0", conditioning=pos.out("CONDITIONING"), guidance=1.0
+        "FluxGuidance", 1, title="Weak: guidance 1.0", conditioning=pos.out("CONDITIONING"), guidance=1.0
     )
     lat = latent(g, 1, 1024, "EmptySD3LatentImage")
     pair = g.add(
         "W2SDModelPair", 2, strong_positive=strong.out("CONDITIONING"), weak_positive=weak.out("CONDITIONING"),
     )  # fmt: skip
     sampler = g.add(
-        "W2SDKSampler", 3, model=unet.out("MODEL"), positive=strong.out("CONDITIONING"),
+        "W2SDKSampler", 2, model=unet.out("MODEL"), positive=strong.out("CONDITIONING"),
         negative=neg.out("CONDITIONING"), latent_image=lat.out("LATENT"), pair=pair.out("pair"),
         **sampler_settings(20, 1.0, "euler", "simple", **FIRST_HALF),
     )  # fmt: skip
-    w2sd_outputs(g, 4, sampler, vae.out("VAE"), "W2SD/flux_guidance_gap")
+    w2sd_outputs(g, 3, sampler, vae.out("VAE"), "W2SD/flux_guidance_gap")
 
 
 WAN_STEPS, WAN_SWITCH = 20, 10
@@ -765,10 +766,9 @@ def wan22_two_stage(g: Graph) -> None:
             "gap as the pair (strong cfg 3.5, weak cfg 1: the prompt without guidance, one pass); its window "
             "is the first half of the whole 20-step schedule, i.e. every high-noise step (warm_start "
             "inversion). A stock KSamplerAdvanced finishes with the low-noise expert. CreateVideo + SaveVideo "
-            "save the frames as a video."
-            + not_run_here("Wan 2.2", "UMT5-XXL")
+            "save the frames as a video." + not_run_here("Wan 2.2", "UMT5-XXL")
         ),
-        size=(320, 300),
+        size=(320, 240),
     )
     high = g.add("UNETLoader", 0, title="High-noise expert", unet_name=WAN22_HIGH, weight_dtype="default")
     low = g.add("UNETLoader", 0, title="Low-noise expert", unet_name=WAN22_LOW, weight_dtype="default")
@@ -782,7 +782,7 @@ def wan22_two_stage(g: Graph) -> None:
         WAN_NEGATIVE,
     )  # fmt: skip
     lat = g.add("EmptyHunyuanLatentVideo", 1, width=640, height=640, length=81, batch_size=1)
-    gap = g.add("W2SDCFGGap", 2, strong_cfg=3.5, weak_cfg=1.0)
+    gap = g.add("W2SDCFGGap", 0, strong_cfg=3.5, weak_cfg=1.0)
     common = {"positive": pos.out("CONDITIONING"), "negative": neg.out("CONDITIONING")}
     stage1 = g.add(
         "W2SDKSamplerAdvanced", 2, title="Stage 1: high noise + W2SD", model=high_shift.out("MODEL"),
@@ -800,11 +800,13 @@ def wan22_two_stage(g: Graph) -> None:
     decode = g.add("VAEDecode", 3, samples=stage2.out("LATENT"), vae=vae.out("VAE"))
     video = g.add("CreateVideo", 3, images=decode.out("IMAGE"), fps=16.0)
     g.resize(
-        g.add("SaveVideo", 4, video=video.out("VIDEO"), filename_prefix="W2SD/wan22_two_stage",
+        g.add("SaveVideo", 3, video=video.out("VIDEO"), filename_prefix="W2SD/wan22_two_stage",
               format="auto", codec="auto"),
         IMAGE_SIZE,
     )  # fmt: skip
-    g.resize(g.add("PreviewImage", 4, title=PLOT_TITLE, images=stage1.out("reflection_plot")), IMAGE_SIZE)
+    # Four columns: frontend 1.47 fits a template to the window, readable up to about 1680 px wide.
+    plot = g.add("PreviewImage", 1, title=PLOT_TITLE, images=stage1.out("reflection_plot"))
+    g.resize(plot, (IMAGE_SIZE[0], 200))
 
 
 WORKFLOWS: dict[str, Callable[[Graph], None]] = {
@@ -905,7 +907,8 @@ def user_view(bounds: list[float]) -> dict[str, Any]:
     scale = min(1.0, width / (x1 - x0), height / (y1 - y0))
     if scale < READABLE_SCALE:
         raise ValueError(
-            f"the graph fits the window at zoom {scale:.3f}, too small to draw text: make it smaller"
+            f"the graph ({x1 - x0:.0f} x {y1 - y0:.0f}) fits the window at zoom {scale:.3f}, too small to "
+            "draw text: make it smaller"
         )
     return {"scale": round(scale, 4), "offset": [round(left / scale - x0, 2), round(top / scale - y0, 2)]}
 
@@ -980,7 +983,9 @@ def main(names: list[str]) -> None:
     if unknown:
         raise SystemExit(f"unknown workflows: {unknown}; known: {list(WORKFLOWS)}")
     core = core_version(comfyui_dir())
-    too_new = [n for n in names or list(WORKFLOWS) if n in FAMILY_WORKFLOWS and core < FAMILY_WORKFLOWS[n].core]
+    too_new = [
+        n for n in names or list(WORKFLOWS) if n in FAMILY_WORKFLOWS and core < FAMILY_WORKFLOWS[n].core
+    ]
     if too_new:
         raise SystemExit(
             f"{too_new} follow ComfyUI 0.29.0's templates: build them on it (see this file's docstring)"

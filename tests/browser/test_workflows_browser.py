@@ -8,6 +8,10 @@ The workflows name the model files users have (sd_xl_base_1.0.safetensors, ...).
 is a server whose models folder holds them (the tiny fixtures under those names: the frontend checks only
 names). Without them, frontend 1.47 marks each loader whose file is missing as an error: checked against
 the plain test server, together with the note that tells the user which files to pick.
+
+The family workflows (tools/example_workflows.py: Z-Image, Qwen-Image, Flux.1, Wan 2.2) are saved from ComfyUI
+0.29.0's nodes; a core older than that lacks nodes and widgets they carry, so its frontend (1.25 on 0.3.52,
+1.32 on 0.3.75) is not given them: they are checked on 1.47 (0.29.0).
 """
 
 from __future__ import annotations
@@ -19,10 +23,11 @@ from typing import Any
 import pytest
 from browser.comfy_page import drawn_texts, open_app
 from comfy_server import PACK_LINK_NAME, comfyui_dir
+from example_workflows import core_version, for_core
 from fixtures.checkpoints import SD15_MINI, SD15_MINI_CONTROLNET, SD15_MINI_LORA, ensure_built
 from PIL import Image
 
-WORKFLOWS = sorted((Path(__file__).resolve().parents[2] / "workflows").glob("*.json"))
+WORKFLOWS = for_core(core_version(comfyui_dir()))
 FRONTEND_ONLY = {"Note", "MarkdownNote", "Reroute", "PrimitiveNode"}
 WIDGET_TYPES = {"INT", "FLOAT", "STRING", "BOOLEAN", "COMBO"}
 # Widgets that name a file, its folder under models/ (workflows/build.py MODEL_FOLDERS) and a fixture
@@ -31,6 +36,11 @@ MODEL_FILES = {
     "ckpt_name": ("checkpoints", SD15_MINI),
     "lora_name": ("loras", SD15_MINI_LORA),
     "control_net_name": ("controlnet", SD15_MINI_CONTROLNET),
+    "unet_name": ("diffusion_models", SD15_MINI),
+    "clip_name": ("text_encoders", SD15_MINI),
+    "clip_name1": ("text_encoders", SD15_MINI),
+    "clip_name2": ("text_encoders", SD15_MINI),
+    "vae_name": ("vae", SD15_MINI),
 }
 WINDOW = {"width": 1280, "height": 800}  # the window the stored views are made for (workflows/build.py)
 MISSING_MODELS_FLAGGED_SINCE = (1, 47)  # frontends 1.25 and 1.32 flag none; 1.47.10 flags each loader

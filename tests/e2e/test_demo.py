@@ -12,7 +12,9 @@ def test_demo_prepares_every_workflow_for_the_tiny_models(server):
     them all; here one runs through the demo's own path)."""
     demo.write_input_image(server.base_dir)
     info = server.object_info()
-    workflows = [p for p in sorted((demo.REPO_ROOT / "workflows").glob("*.json")) if demo.runs_on_tiny_models(p)]
+    workflows = [
+        p for p in sorted((demo.REPO_ROOT / "workflows").glob("*.json")) if demo.runs_on_tiny_models(p)
+    ]
     for path in workflows:
         api, _ = demo.prepare_workflow(path, info)
         for node in api.values():

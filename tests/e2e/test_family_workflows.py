@@ -50,20 +50,45 @@ SAYS: dict[str, list[tuple[str, str, Any, str]]] = {
         ("W2SDKSampler", "steps", 8, "8 steps"),
         ("W2SDKSampler", "sampler_name", "res_multistep", "res_multistep"),
         ("W2SDKSampler", "end_percent", 0.5, "first half of the steps reflects"),
-        ("W2SDKSampler", "model", ("<-", "ModelSamplingAuraFlow", "shift", 3.0), "ModelSamplingAuraFlow shift 3"),
+        (
+            "W2SDKSampler",
+            "model",
+            ("<-", "ModelSamplingAuraFlow", "shift", 3.0),
+            "ModelSamplingAuraFlow shift 3",
+        ),
         ("W2SDKSampler", "latent_image", ("<-", "EmptySD3LatentImage", "width", 1024), "Z-Image Turbo"),
         ("CLIPLoader", "type", "lumina2", "CLIPLoader type lumina2"),
     ],
     "W2SD_Qwen-Image_prompt_pair": [
-        ("W2SDModelPair", "strong_positive", ("<-", "CLIPTextEncode", "text", "REFINED"), "strong_positive is the refined prompt"),
-        ("W2SDModelPair", "weak_positive", ("<-", "CLIPTextEncode", "text", "a cat wearing a hat"), "weak_positive the raw one"),
+        (
+            "W2SDModelPair",
+            "strong_positive",
+            ("<-", "CLIPTextEncode", "text", "REFINED"),
+            "strong_positive is the refined prompt",
+        ),
+        (
+            "W2SDModelPair",
+            "weak_positive",
+            ("<-", "CLIPTextEncode", "text", "a cat wearing a hat"),
+            "weak_positive the raw one",
+        ),
         ("W2SDModelPair", "strong_cfg", -1.0, "sampler's cfg (-1)"),
         ("W2SDModelPair", "weak_cfg", -1.0, "sampler's cfg (-1)"),
-        ("W2SDKSampler", "positive", ("<-", "CLIPTextEncode", "text", "REFINED"), "also drives the regular steps"),
+        (
+            "W2SDKSampler",
+            "positive",
+            ("<-", "CLIPTextEncode", "text", "REFINED"),
+            "also drives the regular steps",
+        ),
         ("W2SDKSampler", "cfg", 4.0, "cfg 4"),
         ("W2SDKSampler", "steps", 20, "20 steps"),
         ("W2SDKSampler", "end_percent", 0.5, "first half of the steps reflects"),
-        ("W2SDKSampler", "model", ("<-", "ModelSamplingAuraFlow", "shift", 3.1), "ModelSamplingAuraFlow shift 3.1"),
+        (
+            "W2SDKSampler",
+            "model",
+            ("<-", "ModelSamplingAuraFlow", "shift", 3.1),
+            "ModelSamplingAuraFlow shift 3.1",
+        ),
         ("CLIPLoader", "type", "qwen_image", "CLIPLoader type qwen_image"),
     ],
     "W2SD_Qwen-Image_edit": [
@@ -72,15 +97,40 @@ SAYS: dict[str, list[tuple[str, str, Any, str]]] = {
         ("W2SDKSampler", "cfg", 4.0, "cfg 4"),
         ("W2SDKSampler", "steps", 20, "20 steps"),
         ("W2SDKSampler", "end_percent", 0.5, "first half of the steps reflects"),
-        ("W2SDKSampler", "positive", ("<-", "TextEncodeQwenImageEditPlus", "image1", ("<-", "FluxKontextImageScale")), "TextEncodeQwenImageEditPlus"),
-        ("W2SDKSampler", "latent_image", ("<-", "VAEEncode", "pixels", ("<-", "FluxKontextImageScale")), "encoded by VAEEncode"),
+        (
+            "W2SDKSampler",
+            "positive",
+            ("<-", "TextEncodeQwenImageEditPlus", "image1", ("<-", "FluxKontextImageScale")),
+            "TextEncodeQwenImageEditPlus",
+        ),
+        (
+            "W2SDKSampler",
+            "latent_image",
+            ("<-", "VAEEncode", "pixels", ("<-", "FluxKontextImageScale")),
+            "encoded by VAEEncode",
+        ),
         ("W2SDKSampler", "model", ("<-", "CFGNorm", "strength", 1.0), "CFGNorm 1"),
         ("FluxKontextImageScale", "image", ("<-", "LoadImage"), "reference image"),
     ],
     "W2SD_Flux_guidance_gap": [
-        ("W2SDModelPair", "strong_positive", ("<-", "FluxGuidance", "guidance", 3.5), "strong_positive is the prompt at guidance 3.5"),
-        ("W2SDModelPair", "weak_positive", ("<-", "FluxGuidance", "guidance", 1.0), "weak_positive the same prompt at guidance 1.0"),
-        ("W2SDKSampler", "positive", ("<-", "FluxGuidance", "guidance", 3.5), "also drives the regular steps"),
+        (
+            "W2SDModelPair",
+            "strong_positive",
+            ("<-", "FluxGuidance", "guidance", 3.5),
+            "strong_positive is the prompt at guidance 3.5",
+        ),
+        (
+            "W2SDModelPair",
+            "weak_positive",
+            ("<-", "FluxGuidance", "guidance", 1.0),
+            "weak_positive the same prompt at guidance 1.0",
+        ),
+        (
+            "W2SDKSampler",
+            "positive",
+            ("<-", "FluxGuidance", "guidance", 3.5),
+            "also drives the regular steps",
+        ),
         ("W2SDKSampler", "cfg", 1.0, "cfg 1"),
         ("W2SDKSampler", "steps", 20, "20 steps"),
         ("W2SDKSampler", "end_percent", 0.5, "first half of the steps reflects"),
@@ -91,18 +141,53 @@ SAYS: dict[str, list[tuple[str, str, Any, str]]] = {
         ("W2SDCFGGap", "weak_cfg", 1.0, "weak cfg 1"),
         ("W2SDKSamplerAdvanced", "start_at_step", 0, "runs steps 0-10"),
         ("W2SDKSamplerAdvanced", "end_at_step", 10, "runs steps 0-10"),
-        ("W2SDKSamplerAdvanced", "return_with_leftover_noise", "enable", "return_with_leftover_noise enabled"),
+        (
+            "W2SDKSamplerAdvanced",
+            "return_with_leftover_noise",
+            "enable",
+            "return_with_leftover_noise enabled",
+        ),
         ("W2SDKSamplerAdvanced", "steps", 20, "20-step schedule"),
         ("W2SDKSamplerAdvanced", "cfg", 3.5, "cfg 3.5"),
         ("W2SDKSamplerAdvanced", "end_percent", 0.5, "first half of the whole 20-step schedule"),
-        ("W2SDKSamplerAdvanced", "model", ("<-", "ModelSamplingSD3", "model", ("<-", "UNETLoader", "unet_name", "wan2.2_t2v_high_noise_14B_fp8_scaled.safetensors")), "high-noise expert"),
+        (
+            "W2SDKSamplerAdvanced",
+            "model",
+            (
+                "<-",
+                "ModelSamplingSD3",
+                "model",
+                ("<-", "UNETLoader", "unet_name", "wan2.2_t2v_high_noise_14B_fp8_scaled.safetensors"),
+            ),
+            "high-noise expert",
+        ),
         ("W2SDKSamplerAdvanced", "model", ("<-", "ModelSamplingSD3", "shift", 8.0), "shift 8"),
-        ("KSamplerAdvanced", "latent_image", ("<-", "W2SDKSamplerAdvanced"), "finishes with the low-noise expert"),
+        (
+            "KSamplerAdvanced",
+            "latent_image",
+            ("<-", "W2SDKSamplerAdvanced"),
+            "finishes with the low-noise expert",
+        ),
         ("KSamplerAdvanced", "start_at_step", 10, "10-20"),
         ("KSamplerAdvanced", "add_noise", "disable", "finishes"),
-        ("KSamplerAdvanced", "model", ("<-", "ModelSamplingSD3", "model", ("<-", "UNETLoader", "unet_name", "wan2.2_t2v_low_noise_14B_fp8_scaled.safetensors")), "low-noise expert"),
+        (
+            "KSamplerAdvanced",
+            "model",
+            (
+                "<-",
+                "ModelSamplingSD3",
+                "model",
+                ("<-", "UNETLoader", "unet_name", "wan2.2_t2v_low_noise_14B_fp8_scaled.safetensors"),
+            ),
+            "low-noise expert",
+        ),
         ("SaveVideo", "video", ("<-", "CreateVideo", "fps", 16.0), "16 fps"),
-        ("CreateVideo", "images", ("<-", "VAEDecode", "samples", ("<-", "KSamplerAdvanced")), "CreateVideo + SaveVideo"),
+        (
+            "CreateVideo",
+            "images",
+            ("<-", "VAEDecode", "samples", ("<-", "KSamplerAdvanced")),
+            "CreateVideo + SaveVideo",
+        ),
     ],
 }
 REFINED_MARK = "fluffy ginger cat"  # "REFINED" above: the refined prompt of workflows/build.py
@@ -165,7 +250,9 @@ def test_family_workflow_converts_with_valid_values(object_info, path: Path) -> 
     assert invalid_values(api, object_info, MODEL_FILE_INPUTS) == []
     # The model files are the real ones (the test server has none of them), each named in the note.
     note = note_of(workflow)
-    files = [v for node in api.values() for k, v in node["inputs"].items() if k in MODEL_FILE_INPUTS - {"image"}]
+    files = [
+        v for node in api.values() for k, v in node["inputs"].items() if k in MODEL_FILE_INPUTS - {"image"}
+    ]
     assert files and all(f"{f} (models/" in note for f in files), (files, note)
 
 
@@ -206,4 +293,7 @@ def test_the_demo_names_each_family_workflow_it_does_not_run(server, object_info
             assert line.startswith(f"workflow {path.name}: ") and line.endswith(family.not_run), line
             assert "validated against /object_info" in line
         else:
-            assert line == f"workflow {path.name}: not run here: saved from ComfyUI 0.29.0's nodes, which this core lacks"
+            assert (
+                line
+                == f"workflow {path.name}: not run here: saved from ComfyUI 0.29.0's nodes, which this core lacks"
+            )
