@@ -983,13 +983,14 @@ def main(names: list[str]) -> None:
     if unknown:
         raise SystemExit(f"unknown workflows: {unknown}; known: {list(WORKFLOWS)}")
     core = core_version(comfyui_dir())
-    too_new = [
-        n for n in names or list(WORKFLOWS) if n in FAMILY_WORKFLOWS and core < FAMILY_WORKFLOWS[n].core
-    ]
-    if too_new:
+    too_new = [n for n in names or WORKFLOWS if n in FAMILY_WORKFLOWS and core < FAMILY_WORKFLOWS[n].core]
+    if too_new and names:
         raise SystemExit(
-            f"{too_new} follow ComfyUI 0.29.0's templates: build them on it (see this file's docstring)"
+            f"{too_new} follow ComfyUI 0.29.0's templates: build them on it (this file's docstring)"
         )
+    if too_new:
+        print(f"left out (they follow ComfyUI 0.29.0's templates; build them on it): {too_new}")
+    names = [n for n in names or WORKFLOWS if n not in too_new]
     with tempfile.TemporaryDirectory() as base, ComfyServer(base) as server, sync_playwright() as pw:
         browser = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_FLAGS)
         page = browser.new_page(viewport=VIEW)
@@ -1001,7 +1002,7 @@ def main(names: list[str]) -> None:
             }"""
         )
         page.add_style_tag(content=HIDE_CHROME)
-        for name in names or list(WORKFLOWS):
+        for name in names:
             workflow, thumbnail = build(page, name)
             (HERE / f"{name}.json").write_text(json.dumps(workflow, indent=2) + "\n")
             (HERE / f"{name}.jpg").write_bytes(thumbnail)
