@@ -711,7 +711,9 @@ def rows_json(results: list[Result], meta: dict[str, Any]) -> dict[str, Any]:
     return {"format": ROWS_FORMAT, **meta, "rows": rows}
 
 
-def load_rows(paths: list[Path], rounds: int = BOOTSTRAP, against: str = "stock") -> list[Result]:
+def load_rows(
+    paths: list[Path], rounds: int = BOOTSTRAP, against: str = "stock", pairs: set[str] | None = None
+) -> list[Result]:
     """Results from rows files (a row already read from an earlier file is skipped), every figure and
     paired interval recomputed from the stored samples. Runs share their seeds, so rows of different runs
     pair sample by sample: the paired column is taken against the row `against` of the same pair and
@@ -725,6 +727,8 @@ def load_rows(paths: list[Path], rounds: int = BOOTSTRAP, against: str = "stock"
             raise ValueError(f"{path}: format {data.get('format')!r}, this script reads {ROWS_FORMAT}")
         judge = Judge(stand_in=False, minority=tuple(data["minority"]))
         for row in data["rows"]:
+            if pairs is not None and row["pair"] not in pairs:
+                continue
             if any((r.pair, r.sampler, r.row) == (row["pair"], row["sampler"], row["row"]) for r in results):
                 continue
             v = {k: np.asarray(x) for k, x in row["samples"].items()}

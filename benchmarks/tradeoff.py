@@ -32,12 +32,15 @@ STEP_ROWS = ("stock", "stock_nfe", "stock_nfe_defaults", "stock_15x", "stock_2x"
 """Stock rows that differ from `stock` in their step count only: the curve 'stock, more steps'."""
 
 
-def groups(paths: list[Path], rounds: int) -> dict[tuple[str, str, int], list[learned.Result]]:
-    """The rows of every file by (pair, sampler, steps), figures recomputed from the samples."""
+def groups(
+    paths: list[Path], rounds: int, pairs: set[str] | None = None
+) -> dict[tuple[str, str, int], list[learned.Result]]:
+    """The rows of every file by (pair, sampler, steps), figures recomputed from the samples (of `pairs`
+    only, when given: the bootstrap is most of the time)."""
     out: dict[tuple[str, str, int], list[learned.Result]] = defaultdict(list)
     for path in paths:
         steps = json.loads(Path(path).read_text())["steps"]
-        for r in learned.load_rows([path], rounds):
+        for r in learned.load_rows([path], rounds, pairs=pairs):
             out[(r.pair, r.sampler, steps)].append(r)
     return out
 
@@ -117,10 +120,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--bootstrap", type=int, default=learned.BOOTSTRAP, help="bootstrap rounds per interval")
     p.add_argument("--pairs", default=None, help="comma list of pair keys to draw (default: all)")
     args = p.parse_args(argv)
-    grouped = groups(args.rows, args.bootstrap)
-    if args.pairs:
-        wanted = set(args.pairs.split(","))
-        grouped = {k: v for k, v in grouped.items() if k[0] in wanted}
+    grouped = groups(args.rows, args.bootstrap, set(args.pairs.split(",")) if args.pairs else None)
     if not grouped:
         p.error("no rows to draw")
     draw(grouped, args.out)
