@@ -630,7 +630,7 @@ def run_benchmark(
                 result = Result(
                     pair.key, sampler, row.name, row.label, run.nfe, len(run.images), run.wall, figs,
                     run.images[:36], pair.metric, stats,
-                    setting=row_setting(row, setup, sampler, steps),
+                    setting=row_setting(row, setup, sampler, steps, s.family),
                     per_sample={**{k: values[k] for k in ROW_VALUES if k in values}, "classes": run.classes},
                 )  # fmt: skip
                 stock = next(
@@ -660,9 +660,11 @@ ROW_VALUES = ("pred", "nn_distance", "out_of_range", "digits")
 stored rounded to 1e-4 (Frechet distances recomputed from them agree with the table's two decimals)."""
 
 
-def row_setting(row: Row, setup: Setup, sampler: str, steps: int) -> dict[str, Any]:
-    """What a row ran, as the node inputs that differ between rows."""
+def row_setting(row: Row, setup: Setup, sampler: str, steps: int, family: str = "flow") -> dict[str, Any]:
+    """What a row ran, as the node inputs that differ between rows (euler's scheduler: the family's, as
+    sample_row samples it)."""
     sampler_name, scheduler = SAMPLERS[sampler]
+    scheduler = FAMILIES[family][1] if sampler == "euler" else scheduler
     out: dict[str, Any] = {"sampler_name": sampler_name, "scheduler": scheduler}
     if row.guider is not None:
         cfg = {} if "cfg" in row.guider.inputs else {"cfg": setup.cfg}
@@ -1142,7 +1144,8 @@ def main(argv: list[str] | None = None) -> int:
         if not args.no_write or args.rows_json:  # a rows file asked for by name is written all the same
             run_meta = {
                 "run": f"{started:%Y-%m-%d %H:%M} UTC", "finished": final, "command": f"benchmarks/learned.py {' '.join(argv or sys.argv[1:])}",
-                "machine": machine(), "comfyui": comfyui_version(), "weights": weights_id(args.stand_in),
+                "machine": machine(), "comfyui": comfyui_version(), "family": args.family,
+                "weights": weights_id(args.stand_in, args.family),
                 "steps": args.steps, "samples": args.samples, "bootstrap": args.bootstrap, "seed": SEED,
                 "minority": list(judge.minority), "peers": s.peers,
             }  # fmt: skip
