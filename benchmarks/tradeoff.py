@@ -28,20 +28,24 @@ sys.path[:0] = [str(ROOT / "benchmarks"), str(ROOT / "tools"), str(ROOT / "tests
 import learned  # noqa: E402
 from common.intervals import Figure  # noqa: E402
 
+FAMILY_NAMES = {"flow": "flow MMDiTs", "eps": "EPS UNets", "v": "v UNets"}
 STEP_ROWS = ("stock", "stock_nfe", "stock_nfe_defaults", "stock_15x", "stock_2x")
 """Stock rows that differ from `stock` in their step count only: the curve 'stock, more steps'."""
 
 
 def groups(
     paths: list[Path], rounds: int, pairs: set[str] | None = None
-) -> dict[tuple[str, str, int], list[learned.Result]]:
-    """The rows of every file by (pair, sampler, steps), figures recomputed from the samples (of `pairs`
-    only, when given: the bootstrap is most of the time)."""
-    out: dict[tuple[str, str, int], list[learned.Result]] = defaultdict(list)
+) -> dict[tuple[str, str, str, int], list[learned.Result]]:
+    """The rows of every file by (family, pair, sampler, steps), figures recomputed from the samples (only
+    of `pairs` when given -- each a pair key, or family/pair -- since the bootstrap is most of the time)."""
+    out: dict[tuple[str, str, str, int], list[learned.Result]] = defaultdict(list)
+    names = None if pairs is None else {p.split("/")[-1] for p in pairs}
     for path in paths:
-        steps = json.loads(Path(path).read_text())["steps"]
-        for r in learned.load_rows([path], rounds, pairs=pairs):
-            out[(r.pair, r.sampler, steps)].append(r)
+        data = json.loads(Path(path).read_text())
+        family = data.get("family", "flow")
+        for r in learned.load_rows([path], rounds, pairs=names):
+            if pairs is None or r.pair in pairs or f"{family}/{r.pair}" in pairs:
+                out[(family, r.pair, r.sampler, data["steps"])].append(r)
     return out
 
 
@@ -76,7 +80,7 @@ def _point(ax: Any, x: float, y: Figure, xerr: Figure | None, **style: Any) -> N
         ax.hlines(y.value, xerr.low, xerr.high, color=style["color"])
 
 
-def draw(grouped: dict[tuple[str, str, int], list[learned.Result]], out: Path) -> None:
+def draw(grouped: dict[tuple[str, str, str, int], list[learned.Result]], out: Path) -> None:
     import matplotlib
 
     matplotlib.use("Agg")
@@ -85,8 +89,8 @@ def draw(grouped: dict[tuple[str, str, int], list[learned.Result]], out: Path) -
     keys = sorted(grouped)
     fig, axes = plt.subplots(len(keys), 2, figsize=(11, 4.2 * len(keys)), squeeze=False)
     colours = plt.get_cmap("tab20").colors
-    for (pair, sampler, steps), (ax_nfe, ax_q) in zip(keys, axes, strict=True):
-        rows = grouped[(pair, sampler, steps)]
+    for (family, pair, sampler, steps), (ax_nfe, ax_q) in zip(keys, axes, strict=True):
+        rows = grouped[(family, pair, sampler, steps)]
         metric = rows[0].metric
         for (name, curve), style in zip(stock_curves(rows).items(), ("-", "--"), strict=True):
             if len(curve) < 1:
@@ -100,7 +104,7 @@ def draw(grouped: dict[tuple[str, str, int], list[learned.Result]], out: Path) -
             style = {"color": colours[i % len(colours)], "marker": marker(r.row), "label": r.label}
             _point(ax_nfe, r.nfe, r.target, None, **style)
             _point(ax_q, r.quality.value, r.target, r.quality, **style)
-        title = f"{pair}, {sampler}, {steps} steps"
+        title = f"{FAMILY_NAMES.get(family, family)}: {pair}, {sampler}, {steps} steps"
         ax_nfe.set(title=title, xlabel="model evaluations per sample (NFE)", ylabel=metric)
         ax_q.set(title=title, xlabel="Frechet distance to real digits (lower is better)", ylabel=metric)
         for ax in (ax_nfe, ax_q):
@@ -118,7 +122,11 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("rows", type=Path, nargs="+", help="rows files written by benchmarks/learned.py")
     p.add_argument("--out", type=Path, default=ROOT / "docs" / "images" / "tradeoff.png")
     p.add_argument("--bootstrap", type=int, default=learned.BOOTSTRAP, help="bootstrap rounds per interval")
-    p.add_argument("--pairs", default=None, help="comma list of pair keys to draw (default: all)")
+    p.add_argument(
+        "--pairs",
+        default=None,
+        help="comma list of pair keys (or family/pair, e.g. eps/cfg) to draw (default: all)",
+    )
     args = p.parse_args(argv)
     grouped = groups(args.rows, args.bootstrap, set(args.pairs.split(",")) if args.pairs else None)
     if not grouped:

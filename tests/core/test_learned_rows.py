@@ -87,11 +87,11 @@ def test_tradeoff_figure_draws_stock_curves_and_settings_as_points(tmp_path):
     path.write_text(json.dumps({**learned.rows_json(rows, meta), "steps": 10}))
 
     grouped = tradeoff.groups([path], ROUNDS)
-    assert list(grouped) == [("checkpoints", "euler", 10)]
-    curves = tradeoff.stock_curves(grouped[("checkpoints", "euler", 10)])
+    assert list(grouped) == [("flow", "checkpoints", "euler", 10)]
+    curves = tradeoff.stock_curves(grouped[("flow", "checkpoints", "euler", 10)])
     assert [r.row for r in curves["stock, more steps"]] == ["stock", "stock_nfe"]  # sorted by NFE
     assert [r.row for r in curves["stock, CFG sweep"]] == ["stock", "cfg_2"]  # sorted by cfg
-    assert [r.row for r in tradeoff.points(grouped[("checkpoints", "euler", 10)])] == ["w2sd"]
+    assert [r.row for r in tradeoff.points(grouped[("flow", "checkpoints", "euler", 10)])] == ["w2sd"]
 
     out = tmp_path / "tradeoff.png"
     assert tradeoff.main([str(path), "--out", str(out), "--bootstrap", str(ROUNDS)]) == 0
