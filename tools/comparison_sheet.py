@@ -216,11 +216,19 @@ def reflection_graph(
 # -- the benchmark's figures -----------------------------------------------------------------------
 
 
+def _rows_file(name: str, family: str) -> dict[str, Any]:
+    """A rows file of benchmarks/learned.py, refused if it measured another model family."""
+    data: dict[str, Any] = json.loads((ROWS_DIR / name).read_text())
+    if data.get("family") != family:
+        raise ValueError(f"rows file {name}: family {data.get('family')!r}, this sheet row needs {family!r}")
+    return data
+
+
 def measured(row: SheetRow) -> dict[str, dict[str, Any]]:
     """Sheet column -> its benchmark row as stored (setting, figures, vs_stock, samples)."""
     found: dict[str, dict[str, Any]] = {}
     for name in row.rows_files:
-        data = json.loads((ROWS_DIR / name).read_text())
+        data = _rows_file(name, row.family)
         for r in data["rows"]:
             for column, bench_row in COLUMNS.items():
                 if (r["pair"], r["sampler"], r["row"]) == (
@@ -239,7 +247,7 @@ def stock_tradeoff(row: SheetRow) -> list[tuple[str, float, float]]:
     """(label, target, Frechet) of the stock rows measured for this cell beyond plain stock: more steps
     (the node defaults' NFE) and the CFG sweep, by cfg."""
     pair = row.sweep_pair or row.pair
-    rows = [r for name in row.sweep for r in json.loads((ROWS_DIR / name).read_text())["rows"]]
+    rows = [r for name in row.sweep for r in _rows_file(name, row.family)["rows"]]
     found = []
     for r in rows:
         if r["pair"] != pair or r["sampler"] != "euler":
