@@ -89,6 +89,12 @@ BOOTSTRAP = 1000
 SEED = 1000
 
 
+def sampler_and_scheduler(sampler: str, family: str) -> tuple[str, str]:
+    """The KSampler's sampler_name and scheduler for a --samplers name: euler with its family's scheduler."""
+    sampler_name, scheduler = SAMPLERS[sampler]
+    return sampler_name, FAMILIES[family][1] if sampler == "euler" else scheduler
+
+
 # ---------------------------------------------------------------------------------------------------
 # Rows: what each one runs (stock KSampler or W2SD KSampler with reflection settings)
 # ---------------------------------------------------------------------------------------------------
@@ -375,9 +381,8 @@ def sample_row(
 ) -> Run:
     import torch
 
-    sampler_name, scheduler = SAMPLERS[sampler]
-    latent_node, euler_scheduler = FAMILIES[s.family]
-    scheduler = euler_scheduler if sampler == "euler" else scheduler
+    sampler_name, scheduler = sampler_and_scheduler(sampler, s.family)
+    latent_node = FAMILIES[s.family][0]
     per_job = [n // len(setup.jobs) + (1 if i < n % len(setup.jobs) else 0) for i in range(len(setup.jobs))]
     images, latents, classes, nfe, calls = [], [], [], 0, 0
     start = time.perf_counter()
@@ -661,10 +666,8 @@ stored rounded to 1e-4 (Frechet distances recomputed from them agree with the ta
 
 
 def row_setting(row: Row, setup: Setup, sampler: str, steps: int, family: str = "flow") -> dict[str, Any]:
-    """What a row ran, as the node inputs that differ between rows (euler's scheduler: the family's, as
-    sample_row samples it)."""
-    sampler_name, scheduler = SAMPLERS[sampler]
-    scheduler = FAMILIES[family][1] if sampler == "euler" else scheduler
+    """What a row ran, as the node inputs that differ between rows."""
+    sampler_name, scheduler = sampler_and_scheduler(sampler, family)
     out: dict[str, Any] = {"sampler_name": sampler_name, "scheduler": scheduler}
     if row.guider is not None:
         cfg = {} if "cfg" in row.guider.inputs else {"cfg": setup.cfg}
