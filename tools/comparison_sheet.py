@@ -12,6 +12,7 @@ tile's own count. A tile is too small to measure anything; the figures are what 
 
 from __future__ import annotations
 
+import functools
 import json
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,14 +27,11 @@ COLUMNS = {"stock": "stock", "W2SD": "defaults", "S2WD": "s2wd_defaults"}
 """Sheet column -> the benchmark row (benchmarks/learned.py ROWS) that measured it."""
 MODE_OF_COLUMN = {"W2SD": "W2SD", "S2WD": "S2WD (diagnosis)"}
 STEPS = 10
-SEED = 1000  # benchmarks/learned.py SEED: prompt j's samples start at SEED + 1000 * j
 SIZE = 64  # px sampled (an 8x8 latent); each digit is drawn from its 8x8 reading, PIXEL px a pixel
 PIXEL = 7
 PER_LINE = 6  # samples per line of a tile
 LINES = 4  # lines of a tile: the unconditional rows' samples, or one prompt digit each
 PROMPT_DIGITS = (0, 3, 5, 8)
-LATENT_NODE = {"flow": "EmptySD3LatentImage", "eps": "EmptyLatentImage"}
-SCHEDULER = {"flow": "simple", "eps": "normal"}  # euler's scheduler in the benchmark (ComfyUI's default)
 REFLECTION_WIDGETS = (
     "window", "start_percent", "end_percent", "reflect_steps", "inversion", "inversion_iters", "equal_budget",
     "keep_sampler_history",
@@ -93,6 +91,18 @@ def learned_models() -> Any:
     return learned_models
 
 
+def benchmark() -> Any:
+    """benchmarks/learned.py: its seeds, families (empty latent node) and samplers are the sheet's."""
+    import learned
+
+    return learned
+
+
+def euler_scheduler(family: str) -> str:
+    """The scheduler the benchmark samples euler with on this family (ComfyUI's default for it)."""
+    return str(benchmark().sampler_and_scheduler("euler", family)[1])
+
+
 # -- graphs ---------------------------------------------------------------------------------------
 
 
@@ -102,10 +112,10 @@ def _files(row: SheetRow) -> dict[str, Any]:
 
 def jobs(row: SheetRow) -> list[tuple[str, int | None, int, int]]:
     """(prompt, digit asked for or None, seed, batch) of one row's graphs: the benchmark's seeds."""
-    lm, spec = learned_models(), _files(row)
+    lm, spec, seed = learned_models(), _files(row), benchmark().SEED  # prompt j's samples: seed + 1000 j
     if spec["metric"] == "prompt_accuracy":
-        return [(lm.prompt(k), k, SEED + 1000 * k, PER_LINE) for k in PROMPT_DIGITS]
-    return [(spec["positive"], None, SEED, PER_LINE * LINES)]
+        return [(lm.prompt(k), k, seed + 1000 * k, PER_LINE) for k in PROMPT_DIGITS]
+    return [(spec["positive"], None, seed, PER_LINE * LINES)]
 
 
 def benchmark_index(row: SheetRow, n: int) -> np.ndarray:
@@ -124,12 +134,12 @@ def _base(row: SheetRow, text: str, seed: int, batch: int) -> dict[str, Any]:
         "4": {"class_type": "CheckpointLoaderSimple", "inputs": {"ckpt_name": spec.get("strong") or spec["checkpoint"]}},
         "6": {"class_type": "CLIPTextEncode", "inputs": {"text": text, "clip": ["4", 1]}},
         "7": {"class_type": "CLIPTextEncode", "inputs": {"text": lm.NEGATIVE_PROMPT, "clip": ["4", 1]}},
-        "5": {"class_type": LATENT_NODE[row.family], "inputs": {"width": SIZE, "height": SIZE, "batch_size": batch}},
+        "5": {"class_type": benchmark().FAMILIES[row.family][0], "inputs": {"width": SIZE, "height": SIZE, "batch_size": batch}},
         "3": {
             "class_type": "KSampler",
             "inputs": {
                 "model": ["4", 0], "seed": seed, "steps": STEPS, "cfg": spec["cfg"], "sampler_name": "euler",
-                "scheduler": SCHEDULER[row.family], "positive": ["6", 0], "negative": ["7", 0],
+                "scheduler": euler_scheduler(row.family), "positive": ["6", 0], "negative": ["7", 0],
                 "latent_image": ["5", 0], "denoise": 1.0,
             },
         },
@@ -216,9 +226,17 @@ def reflection_graph(
 # -- the benchmark's figures -----------------------------------------------------------------------
 
 
+@functools.cache
+def _read_rows_file(name: str) -> dict[str, Any]:
+    """A rows file, parsed once per process (several sheet rows and their sweeps share files of 1-3 MB).
+    Read-only: callers copy what they change."""
+    data: dict[str, Any] = json.loads((ROWS_DIR / name).read_text())
+    return data
+
+
 def _rows_file(name: str, family: str) -> dict[str, Any]:
     """A rows file of benchmarks/learned.py, refused if it measured another model family."""
-    data: dict[str, Any] = json.loads((ROWS_DIR / name).read_text())
+    data = _read_rows_file(name)
     if data.get("family") != family:
         raise ValueError(f"rows file {name}: family {data.get('family')!r}, this sheet row needs {family!r}")
     return data
