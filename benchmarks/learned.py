@@ -1180,12 +1180,18 @@ def main(argv: list[str] | None = None) -> int:
 
 def redraw(paths: list[Path], rounds: int, against: str = "stock") -> int:
     """The tables of saved rows files (load_rows), one per pair and sampler, without ComfyUI."""
+    files = {path: json.loads(path.read_text()) for path in paths}
+    families = sorted({data.get("family", "flow") for data in files.values()})  # older files: flow only
+    if len(families) > 1:
+        raise SystemExit(
+            f"--redraw: these files hold rows of different model families ({', '.join(families)}): "
+            "redraw each family on its own"
+        )
     results = load_rows(paths, rounds, against)
     keys = dict.fromkeys(r.pair for r in results)
-    pairs = [pd for pd in learned_pairs() if pd.key in keys]
+    pairs = [pd for pd in learned_pairs(family=families[0]) if pd.key in keys]
     meta = []
-    for path in paths:
-        data = json.loads(path.read_text())
+    for path, data in files.items():
         meta.append(f"{path.name}: run {data['run']}, {data['machine']}, ComfyUI {data['comfyui']}")
         meta.append(
             f"command: `{data['command']}`" + (f"; other packs: {data['peers']}" if data.get("peers") else "")
