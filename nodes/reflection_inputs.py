@@ -63,7 +63,7 @@ def reflection_inputs() -> dict[str, Any]:
                 "min": 0.0,
                 "max": 1.0,
                 "step": 0.01,
-                "tooltip": "window = percent: reflect steps before this fraction of the steps. Default 1.0: every step but the last, as the paper's code does (the step into sigma 0 never reflects). 0.5 reflects the first half (the default before version 0.2.0; preset 'first half'). window = sigma: the lowest noise level reflected, sigma_lo = percent_to_sigma(end_percent) as ControlNet's end_percent; a step reflects when its starting sigma lies in [sigma_lo, sigma_hi], both ends included as ComfyUI applies a timestep range (1.0 = sigma 0: every step but the last, for any schedule).",
+                "tooltip": "window = percent: reflect steps before this fraction of the steps. Default 1.0: every step but the last, as the paper's code does (the step into sigma 0 never reflects). 0.5 reflects the first half (the default before version 0.2.0; preset 'first half'). window = sigma: the lowest noise level reflected, sigma_lo = percent_to_sigma(end_percent) as ControlNet's end_percent; a step reflects when its starting sigma lies in [sigma_lo, sigma_hi], both ends included as ComfyUI applies a timestep range. 1.0 is sigma 0: with start_percent 0, every step but the last for any schedule.",
             },
         ),
         "reflect_steps": (
