@@ -15,7 +15,8 @@ iterations; the first 1 / 2 / 3 steps and every step with the defaults' inversio
 window (every step, stop_ratio 0.25): the curve an adaptive window is judged against; reuse_strong
 with the defaults and with the explicit inversion, against stock at 1.5x and 2x the steps; the
 warm_start inversion (explicit's cost) alone and with reuse_strong (1.5x stock's NFE at the default
-window), over the default window, every step and the later half (whose fixed_point row is `late`).
+window), over the default window, every step and the later half (whose fixed_point row is `late`); the
+first and the later half by noise level instead of by steps (`first_sigma`, `late_sigma`: window = sigma).
 Every figure carries a 95% BCa bootstrap interval over the samples (each sample = its own seeded noise).
 
 What users would pick instead, on the same two models (the two checkpoints; for the LoRA pair the same
@@ -191,6 +192,17 @@ ROWS: dict[str, Row] = {
             _w2sd(inversion="warm_start", inversion_iters=0, reuse_strong=True),
         ),
         Row("late", "W2SD, the later half (0.5..1)", _w2sd(start_percent=0.5, end_percent=1.0)),
+        # The same windows by noise level (window = sigma: the percents read as ComfyUI's ControlNet ranges).
+        Row(
+            "late_sigma",
+            "W2SD, the later half by noise level (sigma 0.5..1)",
+            _w2sd(window="sigma", start_percent=0.5, end_percent=1.0),
+        ),
+        Row(
+            "first_sigma",
+            "W2SD, 0.1.0 defaults by noise level (sigma 0..0.5, fixed_point 1)",
+            _w2sd(window="sigma"),
+        ),
         Row(
             "warm_all",
             "W2SD, every step, warm_start",

@@ -17,10 +17,22 @@ export const EVALS_PER_STEP = {
   sa_solver_pece: 2, gradient_estimation: 1,
 };
 
-/** Steps that reflect out of `steps`; the last step (into sigma 0) never does. */
+/** A window in sigma (ComfyUI's noise percents, w2sd_core/window.py `sigma_percent`) over `can` steps that
+ * can reflect, as { low, high }. The steps it holds depend on the schedule and on the model's noise levels,
+ * which the frontend does not know: 0..1 is every step that can reflect whatever the schedule, start == end
+ * one noise level (one step at most, none at 1: sigma 0), anything else from none to all. */
+export function sigmaWindowRange(can, { start_percent = 0, end_percent = 0.5 } = {}) {
+  if (start_percent > end_percent || start_percent >= 1) return { low: 0, high: 0 };
+  if (start_percent <= 0 && end_percent >= 1) return { low: can, high: can };
+  return { low: 0, high: start_percent === end_percent ? Math.min(1, can) : can };
+}
+
+/** Steps that reflect out of `steps`; the last step (into sigma 0) never does. A window in sigma: the most
+ * it can reflect (sigmaWindowRange). */
 export function reflectedSteps(steps, { window = "percent", start_percent = 0, end_percent = 0.5, reflect_steps = -1 } = {}) {
   const last = Math.max(steps - 1, 0);
   if (window === "steps") return reflect_steps < 0 ? last : Math.min(reflect_steps, last);
+  if (window === "sigma") return sigmaWindowRange(last, { start_percent, end_percent }).high;
   let n = 0;
   for (let i = 0; i < last; i++) {
     const at = i / steps;
@@ -38,15 +50,18 @@ export function stageOf(steps, { start_at_step = null, end_at_step = 10000, retu
   return { start: start_at_step, end, toZero: end === steps || return_with_leftover_noise !== "enable" };
 }
 
-/** Steps of `stage` that reflect: the window's steps of the whole `steps` schedule that the stage holds. */
+/** Steps of `stage` that reflect: the window's steps of the whole `steps` schedule that the stage holds. A
+ * window in sigma reads each step's own sigma: the most it can reflect of the stage's (sigmaWindowRange). */
 export function reflectedInStage(steps, stage, { window = "percent", start_percent = 0, end_percent = 0.5, reflect_steps = -1 } = {}) {
   let n = 0;
   for (let j = stage.start; j < stage.end; j++) {
     if (j === stage.end - 1 && stage.toZero) break;
-    const inWindow = window === "steps" ? reflect_steps < 0 || j < reflect_steps : start_percent <= j / steps && j / steps < end_percent;
+    const inWindow =
+      window === "steps" ? reflect_steps < 0 || j < reflect_steps
+      : window === "sigma" || (start_percent <= j / steps && j / steps < end_percent);
     if (inWindow) n++;
   }
-  return n;
+  return window === "sigma" ? sigmaWindowRange(n, { start_percent, end_percent }).high : n;
 }
 
 /** Extra evaluations of one reflected step (w2sd_core/budget.py reflection_cost). */
@@ -103,7 +118,7 @@ export function sidePasses(cfg) {
 export function windowProblem(steps, { window = "percent", start_percent = 0, end_percent = 0.5, reflect_steps = -1, equal_budget = false } = {}) {
   if (equal_budget) return steps < 2 ? "equal budget needs steps >= 2" : null;
   if (window === "steps" && reflect_steps > steps - 1) return `reflect_steps ${reflect_steps} > ${steps - 1}: refused`;
-  if (window === "percent" && start_percent > end_percent) return "start_percent > end_percent: refused";
+  if ((window === "percent" || window === "sigma") && start_percent > end_percent) return "start_percent > end_percent: refused";
   return null;
 }
 
@@ -117,7 +132,7 @@ function num(x) {
  * mode, window, start_percent, end_percent, reflect_steps, inversion, inversion_iters, equal_budget,
  * stop_ratio, reuse_strong) and, when known from the pair's nodes, strong_cfg / weak_cfg (null: the sampler's cfg).
  * Without `steps` (the guider) only the per-reflected-step cost is known. With an adaptive window
- * (stop_ratio > 0) the cost is a range: `nfeMin`..`nfe`.
+ * (stop_ratio > 0) or a window in sigma (its steps depend on the schedule) the cost is a range: `nfeMin`..`nfe`.
  */
 export function cost(s) {
   const cfg = Number(s.cfg ?? 1);
@@ -154,8 +169,11 @@ export function cost(s) {
   const evalsPerStep = EVALS_PER_STEP[s.sampler_name] ?? 1;
   let steps = stockSteps;
   let reflected;
+  let fewest; // a window in sigma: the fewest steps it can hold
   if (stage) {
     reflected = reflectedInStage(schedule, stage, s);
+    const can = reflectedInStage(schedule, stage, { window: "steps", reflect_steps: -1 });
+    if (s.window === "sigma") fewest = sigmaWindowRange(can, s).low;
   } else if (s.equal_budget) {
     // nodes/reflection_inputs.py plans with the iterations that run (fixed_point: at least 1).
     const plan = equalBudgetPlan(stockSteps, iters);
@@ -163,9 +181,15 @@ export function cost(s) {
     reflected = plan.reflected;
   } else {
     reflected = reflectedSteps(steps, s);
+    if (s.window === "sigma") fewest = sigmaWindowRange(Math.max(steps - 1, 0), s).low;
   }
+  fewest ??= reflected;
   const warning = stage && s.equal_budget ? "equal_budget: W2SD KSampler only, refused" : windowProblem(schedule, s);
-  const reflectedMin = adaptiveMinimum(reflected, Number(s.stop_ratio ?? 0));
+  const reflectedMin = adaptiveMinimum(fewest, Number(s.stop_ratio ?? 0));
+  const notes = [
+    ...(fewest < reflected ? ["depends on the schedule"] : []),
+    ...(adaptiveMinimum(reflected, Number(s.stop_ratio ?? 0)) < reflected ? ["adaptive"] : []),
+  ];
   const stockNfe = stockSteps * evalsPerStep;
   const nfe = steps * evalsPerStep + reflected * perReflection;
   const nfeMin = steps * evalsPerStep + reflectedMin * perReflection;
@@ -183,7 +207,7 @@ export function cost(s) {
   const lines = [
     `NFE ${span(nfeMin, nfe)} = ${span(x(ratioMin), x(ratio))}x stock (${stepsNote})`,
     `passes ${span(passesMin, passes)} = ${span(x(passRatioMin), x(passRatio))}x stock`,
-    warning ?? `${span(reflectedMin, reflected)} reflected${reflectedMin < reflected ? " (adaptive)" : ""}; ${cfgNote}`,
+    warning ?? `${span(reflectedMin, reflected)} reflected${notes.length ? ` (${notes.join(", ")})` : ""}; ${cfgNote}`,
   ];
   return {
     nfe, nfeMin, stockNfe, ratio, passes, stockPasses, passRatio, steps, stockSteps, reflected,

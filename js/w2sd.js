@@ -177,7 +177,9 @@ function addCostWidget(node) {
     tooltip:
       "Model evaluations (NFE) against a stock KSampler with the same steps: T + R x (2 + inversion iters) " +
       "for R reflected steps (Re-Sampling vanilla: + R). Passes count a cfg != 1 evaluation twice " +
-      "(cond + uncond); a side at cfg 0 or 1 is one pass. Paper: NFE = T + 2 lambda (explicit inversion).",
+      "(cond + uncond); a side at cfg 0 or 1 is one pass. Paper: NFE = T + 2 lambda (explicit inversion). " +
+      "With window = sigma the reflected steps depend on the schedule and the model's noise levels, which the " +
+      "label cannot know: it shows the range (exact for 0..1, every step but the last).",
     computeSize(width) {
       return [width ?? node.size[0], vueNodes() ? LINE + 4 + VUE_TOP : LINE * LABEL_LINES + 8];
     },

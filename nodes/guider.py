@@ -500,7 +500,7 @@ def window_asks_for_reflection(window: ReflectionWindow) -> bool:
     """False for the windows a user picks on purpose to get plain sampling (0 steps, start == end)."""
     if window.kind == "steps":
         return window.reflect_steps > 0
-    if window.kind == "percent":
+    if window.kind == "percent" or window.noise_percent:
         return window.start < window.end
     return True
 

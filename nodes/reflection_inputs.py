@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from typing import Any
+
+import torch
 
 from ..w2sd_core import AdaptiveStop, ReflectionWindow, equal_budget_plan
 from .guider import (
@@ -22,7 +25,7 @@ MODE_CHOICES = {
     "Re-Sampling (aligned)": "resample_aligned",
     "S2WD (diagnosis)": "s2wd",
 }
-WINDOW_CHOICES = ("percent", "steps")
+WINDOW_CHOICES = ("percent", "steps", "sigma")  # append only: saved workflows hold these values
 LONGEST_SCHEDULE = 100_000  # steps / denoise: the full schedule a partial denoise is cut from
 
 
@@ -40,7 +43,7 @@ def reflection_inputs() -> dict[str, Any]:
             list(WINDOW_CHOICES),
             {
                 "default": "percent",
-                "tooltip": "How the reflection window is chosen: by start/end percent of the steps, or by a number of first steps (reflect_steps).",
+                "tooltip": "How the reflection window is chosen. percent: start/end percent of the steps. steps: a number of first steps (reflect_steps). sigma: start/end percent of the noise level, as ComfyUI's ControlNet and conditioning timestep ranges read them (the model's percent_to_sigma), so the same percents pick the same noise levels whatever the scheduler and step count.",
             },
         ),
         "start_percent": (
@@ -50,7 +53,7 @@ def reflection_inputs() -> dict[str, Any]:
                 "min": 0.0,
                 "max": 1.0,
                 "step": 0.01,
-                "tooltip": "First step to reflect, as a fraction of the steps (window = percent).",
+                "tooltip": "window = percent: first step to reflect, as a fraction of the steps. window = sigma: the highest noise level reflected, sigma_hi = percent_to_sigma(start_percent) as ControlNet's start_percent (0 = from the first step).",
             },
         ),
         "end_percent": (
@@ -60,7 +63,7 @@ def reflection_inputs() -> dict[str, Any]:
                 "min": 0.0,
                 "max": 1.0,
                 "step": 0.01,
-                "tooltip": "Reflect steps before this fraction of the schedule (window = percent). Default 1.0: every step but the last, as the paper's code does (the step into sigma 0 never reflects). 0.5 reflects the first half (the default before version 0.2.0; preset 'first half').",
+                "tooltip": "window = percent: reflect steps before this fraction of the steps. Default 1.0: every step but the last, as the paper's code does (the step into sigma 0 never reflects). 0.5 reflects the first half (the default before version 0.2.0; preset 'first half'). window = sigma: the lowest noise level reflected, sigma_lo = percent_to_sigma(end_percent) as ControlNet's end_percent; a step reflects when its starting sigma lies in [sigma_lo, sigma_hi], both ends included as ComfyUI applies a timestep range. 1.0 is sigma 0: with start_percent 0, every step but the last for any schedule.",
             },
         ),
         "reflect_steps": (
@@ -128,10 +131,28 @@ def adaptive_inputs() -> dict[str, Any]:
     }
 
 
+def percent_to_sigma_of(model: Any) -> Callable[[float], float]:
+    """The sampler's model's percent -> sigma (as ComfyUI maps ControlNet and conditioning ranges), rounded to
+    float32: ComfyUI compares a range with the float32 sigma it samples at, so a bound is a float32 value."""
+
+    def percent_to_sigma(percent: float) -> float:
+        sigma = model.get_model_object("model_sampling").percent_to_sigma(percent)
+        return float(torch.tensor(float(sigma), dtype=torch.float32))
+
+    return percent_to_sigma
+
+
 def window_from_inputs(
-    window: str, start_percent: float, end_percent: float, reflect_steps: int
+    window: str,
+    start_percent: float,
+    end_percent: float,
+    reflect_steps: int,
+    percent_to_sigma: Callable[[float], float] | None = None,
 ) -> ReflectionWindow:
-    """The window the widgets describe; w2sd_core checks it against the real schedule when sampling."""
+    """The window the widgets describe; w2sd_core checks it against the real schedule when sampling.
+
+    `percent_to_sigma` (window = sigma): the sampler's model's, `percent_to_sigma_of(model)`.
+    """
     if window == "steps":
         # -1 = every step that can reflect (all but the step into sigma 0): the paper code's lambda = T-1.
         return (
@@ -139,6 +160,12 @@ def window_from_inputs(
         )
     if window == "percent":
         return ReflectionWindow.percent(start_percent, end_percent)
+    if window == "sigma":
+        if percent_to_sigma is None:
+            raise ValueError(
+                "window='sigma' needs the model's noise schedule (percent_to_sigma) to read the percents"
+            )
+        return ReflectionWindow.sigma_percent(start_percent, end_percent, percent_to_sigma)
     raise ValueError(f"window={window!r} is not one of {', '.join(WINDOW_CHOICES)}")
 
 
@@ -158,12 +185,12 @@ def validate_reflection_inputs(
     start_percent, end_percent = values.get("start_percent"), values.get("end_percent")
     reflect_steps = values.get("reflect_steps")
     if (
-        window == "percent"
+        window in ("percent", "sigma")
         and start_percent is not None
         and end_percent is not None
         and start_percent > end_percent
     ):
-        return f"start_percent={start_percent} is after end_percent={end_percent}: the reflection window would be empty (allowed: 0 <= start_percent <= end_percent <= 1)."
+        return f"start_percent={start_percent} is after end_percent={end_percent} (window = {window}): the reflection window would be empty (allowed: 0 <= start_percent <= end_percent <= 1)."
     denoise = values.get("denoise")
     if steps is not None and denoise is not None and 0 < denoise < 1 and steps / denoise > LONGEST_SCHEDULE:
         return f"denoise={denoise} is too small for steps={steps}: ComfyUI would build a schedule of steps / denoise = {steps / denoise:.3g} steps to take the last {steps} (allowed: 0, or at least {steps / LONGEST_SCHEDULE:.3g})."
@@ -213,8 +240,11 @@ def settings_from_inputs(
     stop_ratio: float = 0.0,
     reuse_strong: bool = False,
     keep_sampler_history: bool = False,
+    percent_to_sigma: Callable[[float], float] | None = None,
 ) -> tuple[ReflectionSettings, int]:
-    """(settings, steps to sample). The equal-budget toggle halves the steps and sets the window."""
+    """(settings, steps to sample). The equal-budget toggle halves the steps and sets the window.
+
+    `percent_to_sigma`: the sampler's model's (`percent_to_sigma_of`), for window = sigma."""
     if mode not in MODE_CHOICES:
         raise ValueError(f"mode={mode!r} is not one of {', '.join(MODE_CHOICES)}")
     if problem := settings_problem(steps, None, mode, equal_budget, reuse_strong):
@@ -228,7 +258,9 @@ def settings_from_inputs(
         )
         steps, reflection_window = plan.steps, ReflectionWindow.steps(plan.reflect_steps)
     else:
-        reflection_window = window_from_inputs(window, start_percent, end_percent, reflect_steps)
+        reflection_window = window_from_inputs(
+            window, start_percent, end_percent, reflect_steps, percent_to_sigma
+        )
     settings = ReflectionSettings(
         window=reflection_window,
         mode=MODE_CHOICES[mode],

@@ -17,6 +17,7 @@ from .pair import PAIR_TYPE, W2SDPair
 from .plot import diagnostics_image
 from .reflection_inputs import (
     adaptive_inputs,
+    percent_to_sigma_of,
     reflection_inputs,
     settings_from_inputs,
     validate_reflection_inputs,
@@ -119,7 +120,9 @@ class W2SDKSampler:
         pair: W2SDPair,
         **reflection,
     ):  # type: ignore[no-untyped-def]
-        settings, steps = settings_from_inputs(steps, sampler_name, **reflection)
+        settings, steps = settings_from_inputs(
+            steps, sampler_name, percent_to_sigma=percent_to_sigma_of(model), **reflection
+        )
         samples = check_latent(model, latent_image)
         samples = compat.fix_empty_latent(model, latent_image, samples)
         noise = comfy.sample.prepare_noise(samples, seed, latent_image.get("batch_index"))
@@ -143,7 +146,8 @@ class W2SDKSampler:
 STAGE_WINDOW = (
     "The reflection window counts in the whole `steps` schedule, not in this stage: 'first half' is the same "
     "steps whether one node runs 0..steps or two nodes run 0..k and k..steps; this node reflects the "
-    "window's steps in [start_at_step, end_at_step)."
+    "window's steps in [start_at_step, end_at_step). A window in sigma reads each step's own sigma: the same "
+    "noise levels in either stage."
 )
 
 
@@ -243,7 +247,9 @@ class W2SDKSamplerAdvanced:
                 f"start_at_step={start_at_step} / end_at_step={end_at_step} onto other sigmas. Turn it off and set the "
                 "window (e.g. half the steps, reflect_steps a quarter), or use the W2SD KSampler."
             )
-        settings, steps = settings_from_inputs(steps, sampler_name, **reflection)
+        settings, steps = settings_from_inputs(
+            steps, sampler_name, percent_to_sigma=percent_to_sigma_of(model), **reflection
+        )
         samples = check_latent(model, latent_image)
         samples = compat.fix_empty_latent(model, latent_image, samples)
         # From here on as common_ksampler and comfy.samplers.KSampler.sample do it, so an empty window is
@@ -362,7 +368,9 @@ class W2SDGuiderNode:
 
     def get_guider(self, model, positive, negative, cfg, pair: W2SDPair, **reflection):  # type: ignore[no-untyped-def]
         # The schedule is only known when sampling; the window is checked against the SIGMAS then.
-        settings, _ = settings_from_inputs(None, None, **reflection)
+        settings, _ = settings_from_inputs(
+            None, None, percent_to_sigma=percent_to_sigma_of(model), **reflection
+        )
         guider = W2SDGuider(model, pair, settings)
         guider.set_conds(positive, negative)
         guider.set_cfg(cfg)

@@ -2,8 +2,10 @@
 
 The paper reflects the first lambda steps (official code: lambda = T - 1). Late, low-noise reflections
 amplify fine-detail disagreements between the two models, so windows by sigma or by percent of the
-schedule are offered as well. The step into sigma 0 is never in a window: the weak inversion would have
-to start from a clean sample.
+schedule are offered as well. A sigma window can be given as ComfyUI's start/end percents (ControlNet,
+ConditioningSetTimestepRange), mapped through the model's own `percent_to_sigma`: the same percents then
+mean the same noise levels whatever the schedule. The step into sigma 0 is never in a window: the weak
+inversion would have to start from a clean sample.
 
 A window can be read over a stage of a longer schedule (`window.stage(first_step, schedule_steps)`): the
 sigmas given are then steps `first_step..` of a `schedule_steps`-step schedule, and the window's steps and
@@ -13,7 +15,7 @@ percents count in that whole schedule, so a two-stage run reflects the same step
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 
 from torch import Tensor
@@ -41,7 +43,8 @@ def schedule_values(sigmas: Tensor | Sequence[float]) -> list[float]:
 class ReflectionWindow:
     """The set of sampling steps that are preceded by a reflection.
 
-    Build one with `ReflectionWindow.steps(n)`, `.sigma_range(hi, lo)` or `.percent(start, end)`.
+    Build one with `ReflectionWindow.steps(n)`, `.sigma_range(hi, lo)`, `.sigma_percent(start, end,
+    percent_to_sigma)` or `.percent(start, end)`.
     Step i goes from `sigmas[i]` to `sigmas[i + 1]`, of T = len(sigmas) - 1 steps; for a stage
     (`schedule_steps` > 0) it is step `first_step + i` of T = `schedule_steps`.
     """
@@ -54,6 +57,7 @@ class ReflectionWindow:
     end: float = 1.0
     first_step: int = 0
     schedule_steps: int = 0  # 0: the sigmas given are the whole schedule
+    noise_percent: bool = False  # a sigma window made from start/end percents (`sigma_percent`)
 
     def __post_init__(self) -> None:
         for name in ("first_step", "schedule_steps"):
@@ -93,6 +97,20 @@ class ReflectionWindow:
     def sigma_range(cls, hi: float, lo: float) -> ReflectionWindow:
         """Steps whose starting sigma lies in [lo, hi] (hi may be inf)."""
         return cls("sigma", hi=hi, lo=lo)
+
+    @classmethod
+    def sigma_percent(
+        cls, start: float, end: float, percent_to_sigma: Callable[[float], float]
+    ) -> ReflectionWindow:
+        """ComfyUI's start/end percent (ControlNet, ConditioningSetTimestepRange): steps whose starting
+        sigma lies in [percent_to_sigma(end), percent_to_sigma(start)], both ends included.
+
+        `percent_to_sigma` is the model's (`model_sampling.percent_to_sigma`); it maps 1 to sigma 0, so
+        `sigma_percent(0, 1, ...)` is every step but the last, as `percent(0, 1)`.
+        """
+        cls.percent(start, end)  # the same checks and messages as a percent window
+        hi, lo = float(percent_to_sigma(start)), float(percent_to_sigma(end))
+        return cls("sigma", hi=hi, lo=lo, start=start, end=end, noise_percent=True)
 
     @classmethod
     def percent(cls, start: float, end: float) -> ReflectionWindow:
@@ -151,6 +169,8 @@ class ReflectionWindow:
         """A short human-readable form for logs and plot titles."""
         if self.kind == "steps":
             text = f"first {self.reflect_steps} steps"
+        elif self.kind == "sigma" and self.noise_percent:
+            text = f"noise {self.start:.0%}..{self.end:.0%} (sigma {self.hi:.3g} down to {self.lo:.3g})"
         elif self.kind == "sigma":
             text = f"sigma {self.lo:g}..{self.hi:g}"
         else:

@@ -3,7 +3,7 @@
 import assert from "node:assert/strict";
 import { test } from "node:test";
 
-import { cost, equalBudgetPlan, reflectedInStage, reflectedSteps, stageOf } from "../../js/cost.js";
+import { cost, equalBudgetPlan, reflectedInStage, reflectedSteps, sigmaWindowRange, stageOf } from "../../js/cost.js";
 
 const base = {
   steps: 20, cfg: 5.5, sampler_name: "euler", mode: "W2SD", window: "percent", start_percent: 0,
@@ -152,4 +152,35 @@ test("KSampler (Advanced) stage: the window counts in the whole schedule, as w2s
   assert.equal(c.lines[0], "NFE 30 = 3.00x stock (steps 0..10 of 20)");
   assert.equal(cost({ ...base, start_at_step: 10, end_at_step: 10000 }).nfe, 10);
   assert.equal(cost({ ...base, start_at_step: 0, equal_budget: true }).warning, "equal_budget: W2SD KSampler only, refused");
+});
+
+test("window in sigma: the steps depend on the schedule, so the cost is a range, exact only for 0..1", () => {
+  const sigma = { ...base, window: "sigma", inversion: "warm_start", inversion_iters: 0 };
+  assert.deepEqual(sigmaWindowRange(19, { start_percent: 0, end_percent: 1 }), { low: 19, high: 19 });
+  assert.deepEqual(sigmaWindowRange(19, { start_percent: 0, end_percent: 0.5 }), { low: 0, high: 19 });
+  assert.deepEqual(sigmaWindowRange(19, { start_percent: 0.4, end_percent: 0.4 }), { low: 0, high: 1 });
+  assert.deepEqual(sigmaWindowRange(19, { start_percent: 1, end_percent: 1 }), { low: 0, high: 0 });
+  // 0..1 (end 1 = sigma 0) is every step but the last for any schedule: window = percent 0..1's figure.
+  const every = cost({ ...sigma, start_percent: 0, end_percent: 1 });
+  assert.equal(every.text, cost({ ...sigma, window: "percent", start_percent: 0, end_percent: 1 }).text);
+  assert.equal(every.lines[0], "NFE 58 = 2.90x stock (20 steps)");
+  const half = cost({ ...sigma, start_percent: 0, end_percent: 0.5 });
+  assert.equal(half.nfeMin, 20);
+  assert.equal(half.nfe, 58);
+  assert.equal(half.lines[0], "NFE 20..58 = 1.00..2.90x stock (20 steps)");
+  assert.equal(half.lines[2], "0..19 reflected (depends on the schedule); cfg 5.5");
+  assert.equal(reflectedSteps(20, { window: "sigma", start_percent: 0.5, end_percent: 1 }), 19);
+  const adaptive = cost({ ...sigma, start_percent: 0, end_percent: 0.5, stop_ratio: 0.2 });
+  assert.equal(adaptive.lines[2], "0..19 reflected (depends on the schedule, adaptive); cfg 5.5");
+  // A stage: at most the stage's steps that can reflect (the last one goes into sigma 0 here).
+  const second = stageOf(20, { start_at_step: 10, end_at_step: 10000 });
+  assert.equal(reflectedInStage(20, second, { window: "sigma", start_percent: 0, end_percent: 0.5 }), 9);
+  const stage = cost({ ...sigma, start_percent: 0, end_percent: 0.5, start_at_step: 10, end_at_step: 10000 });
+  assert.equal(stage.lines[0], "NFE 10..28 = 1.00..2.80x stock (steps 10..20 of 20)");
+  assert.equal(cost({ ...sigma, start_at_step: 10, end_at_step: 10000, start_percent: 0, end_percent: 1 }).nfe, 28);
+  // equal_budget overrides the window: exact again.
+  assert.equal(cost({ ...sigma, equal_budget: true }).lines[0], "NFE 20 = 1.00x stock (10 of 20 steps)");
+  assert.match(cost({ ...sigma, start_percent: 0.6, end_percent: 0.5 }).warning, /start_percent > end_percent/);
+  const { steps, ...guider } = sigma;
+  assert.match(cost({ ...guider, start_percent: 0.6, end_percent: 0.5 }).warning, /start_percent > end_percent/);
 });

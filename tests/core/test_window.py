@@ -41,6 +41,44 @@ def test_sigma_range_selects_by_the_steps_starting_sigma() -> None:
     assert ReflectionWindow.sigma_range(math.inf, 0.0).count(SIGMAS) == 9
 
 
+def percent_to_sigma(percent: float) -> float:
+    """A model's percent -> sigma in ComfyUI's shape (ModelSamplingDiscrete): 0 -> "infinity", 1 -> 0."""
+    if percent <= 0.0:
+        return 999999999.9
+    if percent >= 1.0:
+        return 0.0
+    return 16.0 * (1.0 - percent) ** 3  # 0.5 -> 2.0 and 0.75 -> 0.25: sigmas of SIGMAS
+
+
+def test_sigma_percent_reads_percents_as_comfyui_reads_a_timestep_range() -> None:
+    # hi = percent_to_sigma(start), lo = percent_to_sigma(end); a sigma on either bound is inside, as
+    # comfy/samplers.py skips a cond only where sigma > timestep_start or sigma < timestep_end.
+    window = ReflectionWindow.sigma_percent(0.5, 0.75, percent_to_sigma)
+    assert (window.hi, window.lo) == (2.0, 0.25)
+    assert window.mask(SIGMAS) == [False] * 3 + [True] * 4 + [False] * 3
+    assert ReflectionWindow.sigma_percent(0.0, 0.5, percent_to_sigma).mask(SIGMAS) == [True] * 4 + [False] * 6
+    # Not the steps' share: percent 0..0.5 of the steps is the first five.
+    assert ReflectionWindow.percent(0.0, 0.5).count(SIGMAS) == 5
+
+
+@pytest.mark.parametrize(
+    "sigmas",
+    [SIGMAS, SIGMAS[3:], [0.9, 0.6, 0.3, 0.1, 0.0], [1.0, 0.5, 0.0], [5.0, 0.0], [3.0, 2.0, 1.0]],
+    ids=["karras-like", "partial denoise", "flow", "two steps", "one step", "stops above 0"],
+)
+def test_sigma_percent_0_to_1_is_every_step_but_the_last_as_percent_0_to_1(sigmas) -> None:  # type: ignore[no-untyped-def]
+    assert ReflectionWindow.sigma_percent(0.0, 1.0, percent_to_sigma).mask(sigmas) == (
+        ReflectionWindow.percent(0.0, 1.0).mask(sigmas)
+    )
+
+
+def test_sigma_percent_refuses_what_a_percent_window_refuses() -> None:
+    with pytest.raises(ValueError, match=r"start_percent=0\.7 is after end_percent=0\.2"):
+        ReflectionWindow.sigma_percent(0.7, 0.2, percent_to_sigma)
+    with pytest.raises(ValueError, match=r"end_percent=1\.5 is outside 0\.\.1"):
+        ReflectionWindow.sigma_percent(0.0, 1.5, percent_to_sigma)
+
+
 def test_mask_takes_a_tensor_schedule() -> None:
     sigmas = torch.tensor(SIGMAS)
     assert ReflectionWindow.percent(0.0, 0.5).mask(sigmas) == ReflectionWindow.steps(5).mask(SIGMAS)
@@ -76,6 +114,9 @@ def test_describe() -> None:
     assert ReflectionWindow.steps(4).describe() == "first 4 steps"
     assert ReflectionWindow.percent(0, 0.5).describe() == "steps 0%..50%"
     assert ReflectionWindow.sigma_range(10, 1).describe() == "sigma 1..10"
+    assert ReflectionWindow.sigma_percent(0.5, 0.75, percent_to_sigma).describe() == (
+        "noise 50%..75% (sigma 2 down to 0.25)"
+    )
 
 
 @pytest.mark.parametrize(
@@ -87,6 +128,7 @@ def test_describe() -> None:
         ReflectionWindow.percent(0.3, 0.8),
         ReflectionWindow.percent(0.0, 1.0),
         ReflectionWindow.sigma_range(4.0, 0.1),
+        ReflectionWindow.sigma_percent(0.5, 0.75, percent_to_sigma),
     ],
     ids=lambda w: w.describe(),
 )

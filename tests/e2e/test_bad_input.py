@@ -138,7 +138,7 @@ CASES = [
     ("unknown sampler", lambda: with_input(cfg_graph(), "3", sampler_name="nope"), ["sampler_name", "nope"]),
     ("unknown scheduler", lambda: with_input(cfg_graph(), "3", scheduler="nope"), ["scheduler", "nope"]),
     ("unknown mode", lambda: with_input(cfg_graph(), "3", mode="W3SD"), ["mode", "W3SD"]),
-    ("unknown window", lambda: with_input(cfg_graph(), "3", window="sigma"), ["window", "sigma"]),
+    ("unknown window", lambda: with_input(cfg_graph(), "3", window="timestep"), ["window", "timestep"]),
     ("unknown inversion", lambda: with_input(cfg_graph(), "3", inversion="exact"), ["inversion", "exact"]),
     ("reflect_steps below -1", lambda: cfg_graph(reflect_steps=-2), ["reflect_steps", "-2"]),
     ("reflect_steps past schedule", lambda: cfg_graph(reflect_steps=6), ["reflect_steps=6", "steps=6"]),
@@ -157,6 +157,11 @@ CASES = [
         "start after end",
         lambda: cfg_graph(window="percent", start_percent=0.8, end_percent=0.2),
         ["start_percent=0.8", "end_percent=0.2"],
+    ),
+    (
+        "start after end, window in sigma",
+        lambda: cfg_graph(window="sigma", start_percent=0.8, end_percent=0.2),
+        ["start_percent=0.8", "end_percent=0.2", "window = sigma"],
     ),
     (
         "window selects nothing",

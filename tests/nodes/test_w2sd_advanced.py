@@ -294,6 +294,33 @@ def test_a_stage_with_leftover_noise_reflects_its_last_step(s):
     assert Counter(log) == {"main": SPLIT, "strong": SPLIT - 1, "weak": SPLIT - 1}
 
 
+def test_a_window_in_sigma_reflects_the_same_steps_in_two_stages_as_in_one(s):
+    """window = sigma reads each step's own sigma: no stage arithmetic. 0.25..1 holds steps 1 and 2 of karras
+    4 steps (sigma 3.17 and 0.447), one in each stage."""
+    sigma_window = {**REFLECTION, "window": "sigma", "start_percent": 0.25, "end_percent": 1.0}
+    log = []
+
+    def logging(apply_model, args):
+        options = args["c"]["transformer_options"]
+        log.append((options.get("w2sd_role", "main"), options["sigmas"][0].item()))
+        return apply_model(args["input"], args["timestep"], **args["c"])
+
+    model = s.model.clone()
+    model.set_model_unet_function_wrapper(logging)
+    stage_1, _ = s.w2sd(s.cfg_gap(), model=model, reflection=sigma_window, **STAGE_1)
+    s.w2sd(s.cfg_gap(), stage_1, model=model, reflection=sigma_window, **STAGE_2)
+    two_stages = list(log)
+    log.clear()
+    s.c.execute(
+        "W2SDKSampler", model=model, seed=SEED, steps=STEPS, cfg=CFG, sampler_name="euler", scheduler=s.scheduler,
+        positive=s.positive, negative=s.negative, latent_image=s.latent, denoise=1.0, pair=s.cfg_gap(),
+        **sigma_window,
+    )  # fmt: skip
+    schedule = [sigma for role, sigma in log if role == "main"]
+    assert two_stages == log
+    assert [sigma for role, sigma in log if role == "strong"] == schedule[1:3]
+
+
 def test_wan22_experts_reflect_the_window_in_the_high_noise_stage(wan):
     log = []
     pair = wan.cfg_gap()

@@ -527,3 +527,51 @@ def test_every_sampler_runs_and_an_empty_window_is_stock(s, sampler):
     reflected, _ = s.w2sd(pair, sampler=sampler, scheduler="normal", steps=4)
     assert torch.isfinite(reflected).all()
     assert not torch.equal(reflected, empty)
+
+
+def sigma_logging_model(model, log):
+    """A clone whose every network pass is logged as (role, the sigma it runs at)."""
+
+    def wrapper(apply_model, args):
+        options = args["c"]["transformer_options"]
+        log.append((options.get("w2sd_role", "main"), options["sigmas"][0].item()))
+        return apply_model(args["input"], args["timestep"], **args["c"])
+
+    m = model.clone()
+    m.set_model_unet_function_wrapper(wrapper)
+    return m
+
+
+def test_window_in_sigma_reads_start_and_end_as_comfyui_does(s):
+    """window = sigma: hi = percent_to_sigma(start_percent), lo = percent_to_sigma(end_percent) of the
+    sampler's model, and a step reflects when its starting sigma lies in [lo, hi], as ComfyUI applies a
+    ControlNet's or a ConditioningSetTimestepRange's percents. 0..1 (lo = 0) is every step but the last:
+    percent 0..1 bit for bit. 0.25..0.75 on karras 4 steps (sigmas 14.6, 3.17, 0.447, 0.029) holds step 1
+    only, where percent 0.25..0.75 reflects steps 1 and 2."""
+    steps, pair = 4, s.cfg_gap()
+    every, _ = s.w2sd(pair, steps=steps, window="sigma", start_percent=0.0, end_percent=1.0)
+    assert torch.equal(
+        every, s.w2sd(pair, steps=steps, window="percent", start_percent=0.0, end_percent=1.0)[0]
+    )
+
+    model_sampling = s.model.get_model_object("model_sampling")
+    assert model_sampling.percent_to_sigma(1.0) == 0.0
+    hi, lo = model_sampling.percent_to_sigma(0.25), model_sampling.percent_to_sigma(0.75)
+    log = []
+    model = sigma_logging_model(s.model, log)
+    latent, _ = s.w2sd(pair, model=model, steps=steps, window="sigma", start_percent=0.25, end_percent=0.75)
+    schedule = [sigma for role, sigma in log if role == "main"]  # one evaluation per step (euler)
+    reflected = [sigma for role, sigma in log if role == "strong"]  # a reflection's strong step at sigma_i
+    print(
+        f"karras {steps} steps {[round(x, 3) for x in schedule]}, sigma window {lo:.3g}..{hi:.3g}: {reflected}"
+    )
+    assert reflected == [sigma for sigma in schedule[:-1] if lo <= sigma <= hi] == [schedule[1]]
+    log.clear()
+    s.w2sd(pair, model=model, steps=steps, window="percent", start_percent=0.25, end_percent=0.75)
+    assert [sigma for role, sigma in log if role == "strong"] == schedule[1:3]
+    assert not torch.equal(latent, s.stock(steps=steps))
+
+    node = s.c.node_class("W2SDKSampler")
+    message = node.VALIDATE_INPUTS(window="sigma", start_percent=0.8, end_percent=0.2, steps=steps)
+    assert "start_percent=0.8 is after end_percent=0.2 (window = sigma)" in message
+    assert node.VALIDATE_INPUTS(window="sigma", start_percent=0.2, end_percent=0.8, steps=steps) is True
