@@ -34,6 +34,7 @@ from fixtures.families import (
     family,
     write_lora,
 )
+from fixtures.passes import observed
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 STEPS, SEED = 3, 1
@@ -200,16 +201,11 @@ def test_lora_split_at_equal_scales_is_the_stock_lora_loader(fam):
 def observing(model, log):
     """A clone recording, per role, what each model call's conds carry."""
 
-    def wrapper(apply_model, args):
-        c = args["c"]
-        role = c["transformer_options"].get("w2sd_role", "main")
-        for key, value in c.items():
+    def record(role, args):
+        for key, value in args["c"].items():
             log[role][key].add(fingerprint(value))
-        return apply_model(args["input"], args["timestep"], **c)
 
-    m = model.clone()
-    m.set_model_unet_function_wrapper(wrapper)
-    return m
+    return observed(model, record)
 
 
 def fingerprint(value):

@@ -15,6 +15,7 @@ from dataclasses import replace
 import pytest
 import torch
 from fixtures.families import build_family, conditioning, family, pooled
+from fixtures.passes import observed
 
 FLUX_DEV = replace(family("flux_kontext"), name="flux_dev", extras=pooled(32))
 
@@ -61,15 +62,11 @@ def flux(comfyui):
 def logging_model(model, log):
     """A clone logging every network pass as (role, batch size, guidance values)."""
 
-    def wrapper(apply_model, args):
-        c = args["c"]
-        guidance = tuple(c["guidance"].tolist()) if c.get("guidance") is not None else None
-        log.append((c["transformer_options"].get("w2sd_role", "main"), args["input"].shape[0], guidance))
-        return apply_model(args["input"], args["timestep"], **c)
+    def record(role, args):
+        guidance = args["c"].get("guidance")
+        log.append((role, args["input"].shape[0], None if guidance is None else tuple(guidance.tolist())))
 
-    m = model.clone()
-    m.set_model_unet_function_wrapper(wrapper)
-    return m
+    return observed(model, record)
 
 
 def test_the_fixture_is_flux_dev(flux):

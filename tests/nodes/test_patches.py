@@ -11,6 +11,7 @@ import sys
 import pytest
 import torch
 from fixtures.checkpoints import SD3_MINI, SD15_MINI
+from fixtures.passes import observed
 
 REFLECTION = {
     "mode": "W2SD", "window": "steps", "start_percent": 0.0, "end_percent": 0.5, "reflect_steps": -1,
@@ -221,15 +222,9 @@ def test_flux_kv_cache_is_refused(sd15):
 # --- 4. inpainting masks ---------------------------------------------------------------------------
 def recording(model, calls):
     """A clone that records every network pass as (role, x, sigma), before the model scales x."""
-
-    def wrapper(apply_model, args):
-        role = args["c"]["transformer_options"].get("w2sd_role", "main")
-        calls.append((role, args["input"].clone(), args["timestep"].clone()))
-        return apply_model(args["input"], args["timestep"], **args["c"])
-
-    m = model.clone()
-    m.set_model_unet_function_wrapper(wrapper)
-    return m
+    return observed(
+        model, lambda role, args: calls.append((role, args["input"].clone(), args["timestep"].clone()))
+    )
 
 
 @pytest.mark.parametrize("differential", [False, True], ids=["SetLatentNoiseMask", "DifferentialDiffusion"])

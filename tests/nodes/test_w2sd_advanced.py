@@ -11,6 +11,7 @@ import pytest
 import torch
 from fixtures.checkpoints import SD15_MINI
 from fixtures.families import WAN_TEXT_DIM, build_family, conditioning, family
+from fixtures.passes import observed, sigma_logging_model
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 STEPS, SPLIT, CFG, SEED = 4, 2, 5.5, 7
@@ -94,14 +95,7 @@ def wan(comfyui):
 
 def counting_model(model, log):
     """A clone whose every network pass is logged by role."""
-
-    def wrapper(apply_model, args):
-        log.append(args["c"]["transformer_options"].get("w2sd_role", "main"))
-        return apply_model(args["input"], args["timestep"], **args["c"])
-
-    m = model.clone()
-    m.set_model_unet_function_wrapper(wrapper)
-    return m
+    return observed(model, lambda role, args: log.append(role))
 
 
 # --- reflection off: KSamplerAdvanced bit for bit --------------------------------------------------
@@ -299,14 +293,7 @@ def test_a_window_in_sigma_reflects_the_same_steps_in_two_stages_as_in_one(s):
     4 steps (sigma 3.17 and 0.447), one in each stage."""
     sigma_window = {**REFLECTION, "window": "sigma", "start_percent": 0.25, "end_percent": 1.0}
     log = []
-
-    def logging(apply_model, args):
-        options = args["c"]["transformer_options"]
-        log.append((options.get("w2sd_role", "main"), options["sigmas"][0].item()))
-        return apply_model(args["input"], args["timestep"], **args["c"])
-
-    model = s.model.clone()
-    model.set_model_unet_function_wrapper(logging)
+    model = sigma_logging_model(s.model, log)
     stage_1, _ = s.w2sd(s.cfg_gap(), model=model, reflection=sigma_window, **STAGE_1)
     s.w2sd(s.cfg_gap(), stage_1, model=model, reflection=sigma_window, **STAGE_2)
     two_stages = list(log)

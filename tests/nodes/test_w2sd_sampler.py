@@ -8,6 +8,7 @@ from collections import Counter
 import pytest
 import torch
 from fixtures.checkpoints import SD3_MINI, SD15_MINI, SD15_MINI_FINETUNE, SD15_MINI_LORA
+from fixtures.passes import observed, sigma_logging_model
 from sampler_names import every_sampler_name
 
 REFLECTION = {
@@ -69,14 +70,7 @@ def s(comfyui):
 
 def counting_model(model, log):
     """A clone whose every network pass is logged as (role, batch size)."""
-
-    def wrapper(apply_model, args):
-        log.append((args["c"]["transformer_options"].get("w2sd_role", "main"), args["input"].shape[0]))
-        return apply_model(args["input"], args["timestep"], **args["c"])
-
-    m = model.clone()
-    m.set_model_unet_function_wrapper(wrapper)
-    return m
+    return observed(model, lambda role, args: log.append((role, args["input"].shape[0])))
 
 
 @pytest.mark.parametrize(
@@ -527,19 +521,6 @@ def test_every_sampler_runs_and_an_empty_window_is_stock(s, sampler):
     reflected, _ = s.w2sd(pair, sampler=sampler, scheduler="normal", steps=4)
     assert torch.isfinite(reflected).all()
     assert not torch.equal(reflected, empty)
-
-
-def sigma_logging_model(model, log):
-    """A clone whose every network pass is logged as (role, the sigma it runs at)."""
-
-    def wrapper(apply_model, args):
-        options = args["c"]["transformer_options"]
-        log.append((options.get("w2sd_role", "main"), options["sigmas"][0].item()))
-        return apply_model(args["input"], args["timestep"], **args["c"])
-
-    m = model.clone()
-    m.set_model_unet_function_wrapper(wrapper)
-    return m
 
 
 def test_window_in_sigma_reads_start_and_end_as_comfyui_does(s):
