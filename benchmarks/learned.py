@@ -4,8 +4,8 @@ Models: tools/learned_models.py (ComfyUI checkpoints and a LoRA trained here on 
 digits; see there for how each pair's gap was made). Judges: benchmarks/judges.py (a classifier and a
 quality distance, trained on real digits with a held-out split). Every sample goes through the stock
 nodes a user wires: CheckpointLoaderSimple -> CLIPTextEncode -> EmptySD3LatentImage (EmptyLatentImage with
---family eps / v) -> KSampler (stock) or W2SDKSampler + W2SDModelPair / W2SDLoraSplit / W2SDCFGGap (W2SD) ->
-VAEDecode, in-process.
+--family eps / v / eps_distilled) -> KSampler (stock) or W2SDKSampler + W2SDModelPair / W2SDLoraSplit /
+W2SDCFGGap (W2SD) -> VAEDecode, in-process.
 
 Rows per pair: stock; stock at W2SD's NFE (more steps); stock over a CFG sweep (its trade-off curve);
 W2SD with the node's defaults (window percent 0..0.5, fixed-point inversion with 1 iteration); the same
@@ -32,6 +32,7 @@ recipe). A guider row's NFE is its model evaluations (count_model_evaluations).
     .venv/bin/python benchmarks/learned.py --pairs cfg --rows stock,w2sd,s2wd --samples 200
     .venv/bin/python benchmarks/learned.py --stand-in --quick    # plumbing only: random-weight SD3 mini
     .venv/bin/python benchmarks/learned.py --family eps          # the same rows on the SD1.5 EPS UNets (or v)
+    .venv/bin/python benchmarks/learned.py --family eps_distilled --steps 4   # their 4-step distillations
 
     W2SD_COMFYUI_VERSION=0.29.0 .venv-0.29.0/bin/python benchmarks/learned.py --pairs checkpoints,lora \
         --rows stock,warm_all,guiders --autoguidance ../ComfyUI-AutoGuidance      # W2SD beside the guiders
@@ -85,6 +86,7 @@ FAMILIES = {  # --family -> (empty latent node, euler's scheduler: ComfyUI's def
     "flow": ("EmptySD3LatentImage", "simple"),
     "eps": ("EmptyLatentImage", "normal"),
     "v": ("EmptyLatentImage", "normal"),  # SD1.5 v-prediction: loaded through ModelSamplingDiscrete
+    "eps_distilled": ("EmptyLatentImage", "sgm_uniform"),  # 4-step students: as Lightning / DMD2 are run
 }
 BOOTSTRAP = 1000
 SEED = 1000
@@ -1000,7 +1002,8 @@ def learned_pairs(lora_scales: dict[str, float] | None = None, family: str = "fl
         "lora_cfg": "LoRA + CFG gap",
     }
     if family != "flow":
-        titles = {key: f"{title}, {family.upper()} UNet" for key, title in titles.items()}
+        unet = "distilled EPS" if family == "eps_distilled" else family.upper()
+        titles = {key: f"{title}, {unet} UNet" for key, title in titles.items()}
     defs = []
     for key, build in builders.items():
         if key not in spec:
@@ -1060,7 +1063,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--stand-in", action="store_true", help="random-weight SD3 fixture: plumbing only")
     p.add_argument(
         "--family", choices=list(FAMILIES), default="flow",
-        help="the learned models: flow (SD3 MMDiTs, default), eps or v (SD1.5 UNets; euler: the normal schedule)",
+        help="the learned models: flow (SD3 MMDiTs, default), eps or v (SD1.5 UNets; euler: the normal schedule), "
+        "eps_distilled (the EPS UNets distilled to 4 steps; euler: sgm_uniform)",
     )  # fmt: skip
     p.add_argument("--no-write", action="store_true", help="print only; leave results/ and docs/ alone")
     p.add_argument(

@@ -1,15 +1,17 @@
 """Trained miniature models for the learned benchmark: class-conditional digit models, LoRAs, exact VAEs.
 
-Two families (FAMILIES), each a strong and a weak checkpoint and a LoRA with the same class-ratio gap:
-`flow`, SD3 MMDiTs trained by `benchmarks/learned_train.py`, and `eps`, SD1.5 UNets (ComfyUI's UNetModel,
-EPS prediction) trained by `benchmarks/learned_train_eps.py` at 64 channels and widened exactly to SD1.5's
-320 when assembled (`widen_unet`). Both learn scikit-learn's 8x8 digits on the CPU; the weights are shipped
-in `benchmarks/learned_weights/` (fp16, ~4 MB / ~1.6 MB each) together with the hash of the training
-script and data they came from (MANIFESTS; tests/core checks it still matches). What is
-not shipped is rebuilt deterministically: the CLIP-L text encoder (random but fixed weights, from
-tests/fixtures/checkpoints.py) and the VAE, whose weights are set by hand so that VAEEncode/VAEDecode are
-exact inverses on the data. `ensure_learned_models` assembles ComfyUI files from them once per content key
-(`~/.cache/w2sd-comfyui/learned/<key>/`, override with W2SD_LEARNED_CACHE), in a child process:
+Families (FAMILIES), each a strong and a weak checkpoint and a LoRA with the same class-ratio gap: `flow`,
+SD3 MMDiTs trained by `benchmarks/learned_train.py`; `eps` (and `v`), SD1.5 UNets (ComfyUI's UNetModel)
+trained by `benchmarks/learned_train_eps.py` at 64 channels and widened exactly to SD1.5's 320 when
+assembled (`widen_unet`); `eps_distilled`, the EPS UNets progressively distilled into 4-step students for
+euler / sgm_uniform at cfg 1 by `benchmarks/learned_distill.py` (with the EPS LoRA). All learn
+scikit-learn's 8x8 digits on the CPU; the weights are shipped in `benchmarks/learned_weights/` (fp16, ~4 MB
+/ ~1.6 MB each) together with the hash of the training script and data they came from (MANIFESTS; tests/core
+checks it still matches). What is not shipped is rebuilt deterministically: the CLIP-L text encoder (random
+but fixed weights, from tests/fixtures/checkpoints.py) and the VAE, whose weights are set by hand so that
+VAEEncode/VAEDecode are exact inverses on the data. `ensure_learned_models` assembles ComfyUI files from
+them once per content key (`~/.cache/w2sd-comfyui/learned/<key>/`, override with W2SD_LEARNED_CACHE), in a
+child process:
 
     from learned_models import install_learned_models, DIGITS_STRONG, prompt
     paths = install_learned_models(base_dir, comfyui_dir)   # {file name: base_dir/models/<kind>/<file>}
@@ -35,6 +37,7 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 WEIGHTS_DIR = REPO_ROOT / "benchmarks" / "learned_weights"
 TRAIN_SCRIPT = REPO_ROOT / "benchmarks" / "learned_train.py"
 TRAIN_SCRIPT_EPS = REPO_ROOT / "benchmarks" / "learned_train_eps.py"
+DISTILL_SCRIPT = REPO_ROOT / "benchmarks" / "learned_distill.py"
 JUDGES_SCRIPT = REPO_ROOT / "benchmarks" / "judges.py"
 FIXTURES_SCRIPT = REPO_ROOT / "tests" / "fixtures" / "checkpoints.py"
 CACHE_ROOT = Path(
@@ -71,13 +74,26 @@ models only): load it with CheckpointLoaderSimple, then ModelSamplingDiscrete(sa
 V_WEAK = "w2sd_digits_v_weak.safetensors"
 V_LORA = "w2sd_digits_v_lora.safetensors"
 
+EPS_DISTILLED_STRONG = "w2sd_digits_eps_distilled_strong.safetensors"
+"""EPS_STRONG progressively distilled (benchmarks/learned_distill.py) into a 4-step model for euler with the
+sgm_uniform schedule at cfg 1, as SDXL Lightning / DMD2 / Hyper-SD are run; loads as SD15 like EPS_STRONG."""
+EPS_DISTILLED_WEAK = "w2sd_digits_eps_distilled_weak.safetensors"
+"""EPS_WEAK distilled the same way (its own class ratio kept)."""
+
 FAMILIES: dict[str, dict[str, str]] = {
     "flow": {"strong": DIGITS_STRONG, "weak": DIGITS_WEAK, "lora": DIGITS_LORA},
     "eps": {"strong": EPS_STRONG, "weak": EPS_WEAK, "lora": EPS_LORA},
     "v": {"strong": V_STRONG, "weak": V_WEAK, "lora": V_LORA},
+    "eps_distilled": {"strong": EPS_DISTILLED_STRONG, "weak": EPS_DISTILLED_WEAK, "lora": EPS_LORA},
 }
-"""Each model family's strong and weak checkpoints and LoRA (the flow MMDiTs, the SD1.5 EPS and v UNets)."""
-MANIFESTS = {"flow": "manifest.json", "eps": "manifest_eps.json", "v": "manifest_v.json"}
+"""Each model family's strong and weak checkpoints and LoRA (the flow MMDiTs, the SD1.5 EPS and v UNets, the
+4-step distilled EPS UNets with the EPS LoRA)."""
+MANIFESTS = {
+    "flow": "manifest.json",
+    "eps": "manifest_eps.json",
+    "v": "manifest_v.json",
+    "eps_distilled": "manifest_eps_distilled.json",
+}
 """Each family's training record in WEIGHTS_DIR (its source hash and the models' figures alone)."""
 
 LEARNED: dict[str, str] = {
@@ -91,6 +107,8 @@ LEARNED: dict[str, str] = {
     V_STRONG: "checkpoints",
     V_WEAK: "checkpoints",
     V_LORA: "loras",
+    EPS_DISTILLED_STRONG: "checkpoints",
+    EPS_DISTILLED_WEAK: "checkpoints",
 }
 """Every learned file and the `models/` subfolder it belongs in."""
 
@@ -104,6 +122,8 @@ WEIGHT_FILES = {
     V_STRONG: "digits_v_strong.safetensors",
     V_WEAK: "digits_v_weak.safetensors",
     V_LORA: "digits_v_lora.safetensors",
+    EPS_DISTILLED_STRONG: "digits_eps_distilled_strong.safetensors",
+    EPS_DISTILLED_WEAK: "digits_eps_distilled_weak.safetensors",
 }
 """Shipped trained weights (in WEIGHTS_DIR) behind each file."""
 
@@ -325,11 +345,18 @@ TRAINING_FIXTURE_FUNCTIONS = (
 def source_hash(family: str = "flow") -> str:
     """Hash of what a family's shipped weights are a function of: the training script(s), the train split,
     the set-up constants and the fixture code that makes the CLIP and the initial weights (the EPS family:
-    also its own script and UNet config). Imports numpy/scikit-learn."""
+    also its own script and UNet config; the distilled one: the EPS family's hash, the EPS teachers' shipped
+    weights and the distillation script). Imports numpy/scikit-learn."""
     import inspect
 
     if family not in MANIFESTS:
         raise ValueError(f"family: {family!r}, expected one of {', '.join(MANIFESTS)}")
+    if family == "eps_distilled":
+        h = hashlib.sha256(source_hash("eps").encode())
+        for side in ("strong", "weak"):
+            h.update((WEIGHTS_DIR / WEIGHT_FILES[FAMILIES["eps"][side]]).read_bytes())
+        h.update(DISTILL_SCRIPT.read_bytes())
+        return h.hexdigest()[:16]
     for folder in (JUDGES_SCRIPT.parent, FIXTURES_SCRIPT.parents[1]):
         if str(folder) not in sys.path:
             sys.path.insert(0, str(folder))
@@ -462,6 +489,7 @@ def build(comfyui_dir: Path, out_dir: Path) -> None:
         "flow": (fx._diffusion_model_sd(fx._unet_config_sd3_mini())[0], digit_vae_sd()),
         "eps": sd15,
         "v": sd15,
+        "eps_distilled": sd15,
     }
     for family, (model, vae_sd) in shells.items():
         files = FAMILIES[family]
@@ -471,6 +499,8 @@ def build(comfyui_dir: Path, out_dir: Path) -> None:
                 unet_sd = widen_unet(unet_sd, EPS_WIDEN)
             sd = fx._checkpoint_sd(model, unet_sd, clip_sd, vae_sd)
             safetensors.torch.save_file(sd, str(out_dir / name), metadata={"w2sd_learned": name})
+        if (out_dir / files["lora"]).exists():  # the distilled family shares the EPS LoRA
+            continue
         lora_sd = comfy.utils.load_torch_file(str(WEIGHTS_DIR / WEIGHT_FILES[files["lora"]]))
         if family != "flow":
             lora_sd = widen_unet(lora_sd, EPS_WIDEN)
@@ -501,6 +531,7 @@ def verify(out_dir: Path) -> dict[str, float]:
         "flow": ("SD3", comfy.model_base.ModelType.FLOW),
         "eps": ("SD15", eps),
         "v": ("SD15", eps),
+        "eps_distilled": ("SD15", eps),
     }
     for family, (config_name, model_type) in expected_models.items():
         files = FAMILIES[family]
@@ -581,7 +612,8 @@ def main() -> None:
 
 
 def manifest(family: str = "flow") -> dict[str, Any]:
-    """A family's shipped weights' manifest (written by benchmarks/learned_train.py / learned_train_eps.py)."""
+    """A family's shipped weights' manifest (written by benchmarks/learned_train.py / learned_train_eps.py /
+    learned_distill.py)."""
     return json.loads((WEIGHTS_DIR / MANIFESTS[family]).read_text())
 
 

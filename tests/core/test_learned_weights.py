@@ -4,7 +4,8 @@ manifest.json records learned_models.source_hash() of the training run: the trai
 split, the set-up constants and the fixture code behind the CLIP and the initial weights. Change any of
 them and this fails until `benchmarks/learned_train.py` is run again and its output committed. The SD1.5
 families (EPS, v) are checked the same way against manifest_eps.json / manifest_v.json and
-`benchmarks/learned_train_eps.py`.
+`benchmarks/learned_train_eps.py`; their 4-step distillations (eps_distilled) against
+manifest_eps_distilled.json and `benchmarks/learned_distill.py` (whose hash also covers the EPS teachers).
 """
 
 from __future__ import annotations
@@ -27,8 +28,8 @@ def test_shipped_weights_match_their_generating_source():
         "re-run `.venv/bin/python benchmarks/learned_train.py --comfyui .comfyui/0.3.75` and commit its output"
     )
     assert manifest["steps_scale"] == 1.0
-    for name in lm.WEIGHT_FILES.values():
-        assert (lm.WEIGHTS_DIR / name).stat().st_size > 50_000, name
+    for name in lm.FAMILIES["flow"].values():
+        assert (lm.WEIGHTS_DIR / lm.WEIGHT_FILES[name]).stat().st_size > 50_000, name
 
 
 def test_prompts_and_pairs():
@@ -59,6 +60,24 @@ def test_shipped_sd15_weights_match_their_generating_source(family):
         assert 50_000 < size < 4_000_000, (name, size)
     strong, weak = (manifest["models"][files[side]]["alone"] for side in ("strong", "weak"))
     assert weak["minority_share"] < strong["minority_share"], "the class-ratio gap is missing"
+
+
+def test_shipped_distilled_weights_match_their_generating_source():
+    manifest = lm.manifest("eps_distilled")
+    assert manifest["source_hash"] == lm.source_hash("eps_distilled"), (
+        "benchmarks/learned_weights/ (eps_distilled) was distilled from other code or teachers: re-run "
+        "`.venv/bin/python benchmarks/learned_distill.py --comfyui .comfyui/0.3.75` and commit its output"
+    )
+    assert manifest["steps_scale"] == 1.0
+    files = lm.FAMILIES["eps_distilled"]
+    assert files["lora"] == lm.EPS_LORA
+    for side in ("strong", "weak"):
+        name = files[side]
+        size = (lm.WEIGHTS_DIR / lm.WEIGHT_FILES[name]).stat().st_size
+        assert 50_000 < size < 4_000_000, (name, size)
+        assert manifest["models"][name]["teacher"] == lm.FAMILIES["eps"][side]
+    strong, weak = (manifest["models"][files[side]]["alone"] for side in ("strong", "weak"))
+    assert weak["minority_share"] < strong["minority_share"], "the students lost the class-ratio gap"
 
 
 def test_pairs_on_the_eps_family_use_its_files():

@@ -46,7 +46,7 @@ def test_checkpoint_loads_as_sd3_flow(comfyui, learned, name):
     assert clip is not None and vae.latent_channels == 16
 
 
-@pytest.mark.parametrize("name", [lm.EPS_STRONG, lm.EPS_WEAK])
+@pytest.mark.parametrize("name", [lm.EPS_STRONG, lm.EPS_WEAK, lm.EPS_DISTILLED_STRONG, lm.EPS_DISTILLED_WEAK])
 def test_eps_checkpoint_loads_as_sd15_eps(comfyui, learned, name):
     import comfy.model_base
 
