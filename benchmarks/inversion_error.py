@@ -11,13 +11,16 @@ with `keep_sampler_history` (the sampler runs once, reflecting at its own steps)
 
 Set-up: the W2SD KSampler with a W2SD Weak/Strong Model Pair at the sampler's cfg on both sides
 (strong == weak), `reflect_steps` -1 (every step but the last), against the stock KSampler with the same
-seeds, on the trained digit models of benchmarks/learned_weights (ComfyUI checkpoints, 8x8 latents).
+seeds, on the strong trained digit model of a family of benchmarks/learned_weights (ComfyUI checkpoints,
+8x8 latents; `--family` as benchmarks/learned.py's: flow by default, eps, v, eps_distilled), with euler on
+the family's scheduler and dpmpp_2m karras.
 Column: ||W2SD - stock|| / ||stock|| over the batch of output latents. For scale, "stock euler, same
 schedule" is the distance from the stock sampler to stock euler on the same scheduler: what a multistep
 solver that restarted its history at every step (and so took Euler steps) would be off by.
 
     .venv/bin/python benchmarks/inversion_error.py                     # 4, 8, 10, 20 steps
     .venv/bin/python benchmarks/inversion_error.py --steps 4 8 --batch 8 --no-write
+    .venv/bin/python benchmarks/inversion_error.py --family eps        # the SD1.5 EPS UNet
 
 Writes the table to stdout and into benchmarks/results/inversion_error.md (unless --no-write).
 """
@@ -49,8 +52,12 @@ INVERSIONS = {  # column -> the W2SD KSampler's inversion inputs
         "inversion": "warm_start", "inversion_iters": 0, "keep_sampler_history": True,
     },
 }  # fmt: skip
-SAMPLERS = {"flow": [("euler", "simple"), ("dpmpp_2m", "karras")]}
-"""Per model family: the samplers users pick with it (sampler_name, scheduler)."""
+SAMPLERS = ("euler", "dpmpp_2m_karras")
+"""The samplers users pick (learned.py's names: euler on the family's own scheduler)."""
+
+
+TITLES = {"flow": "Flow", "eps": "EPS", "v": "v-prediction", "eps_distilled": "Distilled EPS"}
+"""Section titles per family (a family missing here gets its own name)."""
 
 
 def rel(a: Any, b: Any) -> float:
@@ -63,11 +70,12 @@ def measure(s: learned.Session, ckpt: str, steps_list: list[int], batch: int, se
     positive = s.encode(clip, s.names.RAW_PROMPT)
     negative = s.encode(clip, s.names.NEGATIVE_PROMPT)
     cfg = s.names.PAIRS["checkpoints"]["cfg"]
-    latent = s.c.execute("EmptySD3LatentImage", width=learned.SIZE, height=learned.SIZE, batch_size=batch)[0]
+    latent_node = learned.FAMILIES[s.family][0]
+    latent = s.c.execute(latent_node, width=learned.SIZE, height=learned.SIZE, batch_size=batch)[0]
     pair = s.c.execute("W2SDModelPair", strong_cfg=cfg, weak_cfg=cfg)[0]
     rows = []
     for steps in steps_list:
-        for sampler, scheduler in SAMPLERS["flow"]:
+        for sampler, scheduler in (learned.sampler_and_scheduler(name, s.family) for name in SAMPLERS):
             stock, euler = (
                 s.c.nodes.common_ksampler(
                     model, seed, steps, cfg, name, scheduler, positive, negative, latent
@@ -114,22 +122,24 @@ def main() -> None:
     p.add_argument("--seed", type=int, default=learned.SEED)
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--no-write", action="store_true")
+    p.add_argument("--family", choices=list(learned.FAMILIES), default="flow", help="the learned models")
     args = p.parse_args()
 
     import torch
 
     torch.set_num_threads(args.threads)
     started = time.perf_counter()
-    s = learned.start_session(stand_in=False)
-    ckpt = s.names.DIGITS_STRONG
-    print(f"flow digits ({ckpt}):", flush=True)
+    s = learned.start_session(stand_in=False, family=args.family)
+    ckpt = s.names.pairs(args.family)["checkpoints"]["strong"]
+    print(f"{args.family} digits ({ckpt}):", flush=True)
     rows = measure(s, ckpt, args.steps, args.batch, args.seed)
     text = table(rows)
     print(text)
     if args.no_write:
         return
     section = (
-        f"## Flow digit model ({ckpt}), {', '.join(map(str, args.steps))} steps, batch {args.batch}\n\n"
+        f"## {TITLES.get(args.family, args.family)} digit model ({ckpt}), {', '.join(map(str, args.steps))} steps, batch "
+        f"{args.batch}\n\n"
         f"`.venv/bin/python benchmarks/inversion_error.py {' '.join(sys.argv[1:])}` on "
         f"{datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC (ComfyUI {learned.comfyui_version()}, torch "
         f"{torch.__version__}, {platform.machine()} CPU, {os.cpu_count()} cores, {args.threads} thread(s), "
