@@ -251,7 +251,7 @@ def test_two_stages_reflect_the_one_stage_window(s, reflection):
     stock_split = s.stock(s.stock(**STAGE_1), **STAGE_2)["samples"]
     stock_full = s.stock(**full)["samples"]
     handover = relative(stock_split, stock_full)
-    tolerance = max(10 * handover, 1e-6)
+    tolerance = max(10 * handover, 1e-5)  # float32 rounding differs by CPU: 2.8e-6 seen on an AMD EPYC
     two, one, _ = split_error(s, s.cfg_gap(), reflection)
     assert relative(two, one) <= tolerance, (relative(two, one), handover)
     # The window does something: far from stock and from a null pair (strong cfg == weak cfg).
